@@ -18,11 +18,15 @@ COMMANDS = {
     "models": "List, fetch and verify DINOv2 checkpoints.",
     "sim": "Simulate a farmland flight into a rosbag2.",
     "demo": "End-to-end demo on the embedded default.",
+    "build-map": "Build a place-recognition map (VLAD database) from a bag.",
+    "train-field-head": "Train the field-boundary head from images and masks.",
+    "eval": "Score keypoints, place recognition and field boundaries on a simulated flight.",
+    "calibrate": "GPLQ (or min-max) calibration of the backbone to W4A8.",
 }
 
 
 def _module(name: str):
-    return importlib.import_module(f"spatialq_ros.commands.{name}")
+    return importlib.import_module(f"spatialq_ros.commands.{name.replace('-', '_')}")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -1,0 +1,94 @@
+"""`spatialq features`: one image through the backbone -> patch tokens, CLS, an optional facet and PCA picture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+FACETS = ("query", "key", "value", "token")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="checkpoint file or folder (.pth, HF folder, .safetensors); "
+                        "default: models/dinov2_vits14_pretrain.pth, else an UNTRAINED seeded ViT-S/14")
+    parser.add_argument("--image", required=True, help="input image (PNG, JPEG, ...)")
+    parser.add_argument("--out", required=True, help="output .npz")
+    parser.add_argument("--size", help="WxH, multiples of 14; default: the image's own size "
+                        "(rounded to multiples of 14 if needed)")
+    parser.add_argument("--layer", type=int, help="block index for --facet (negative counts from the end)")
+    parser.add_argument("--facet", choices=FACETS, help="facet of --layer to save (default value)")
+    parser.add_argument("--pca-png", help="write the 3-component PCA picture of the patch tokens here")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..atomic import check_writable_parent, save_npz_atomic
+    from ..backbone.checkpoint import default_backbone, load_backbone
+    from ..backbone.preprocess import parse_size, preprocess
+    from ..banner import warn_untrained
+    from ..errors import SpatialqError
+    from ..imageio import read_rgb
+
+    if args.facet and args.layer is None:
+        args.layer = -1
+    facet = (args.facet or "value") if args.layer is not None else None
+    check_writable_parent(args.out)
+    if args.pca_png:
+        check_writable_parent(args.pca_png)
+    rgb = read_rgb(args.image)
+    size = parse_size(args.size) if args.size else size_for(rgb.shape[1], rgb.shape[0])
+    if size != (rgb.shape[1], rgb.shape[0]):
+        print(f"[spatialq] resizing {rgb.shape[1]}x{rgb.shape[0]} -> {size[0]}x{size[1]}", file=sys.stderr)
+
+    model, info = load_backbone(args.model) if args.model else default_backbone()
+    if not info.trained:
+        warn_untrained()
+    depth = model.config.depth
+    if args.layer is not None and not -depth <= args.layer < depth:
+        raise SpatialqError(f"--layer {args.layer} out of range for {info.arch} ({depth} blocks)")
+
+    import torch
+
+    with torch.inference_mode():
+        out = model.extract(torch.from_numpy(preprocess(rgb, size)),
+                            facet_layer=args.layer, facet=facet or "value")
+    arrays = {
+        "patch_tokens": out.patch_tokens[0].numpy().astype(np.float32),
+        "cls_token": out.cls_token[0].numpy().astype(np.float32),
+    }
+    if facet is not None:
+        arrays["facet"] = out.facet[0].numpy().astype(np.float32)
+    meta = {"arch": info.arch, "trained": info.trained, "checkpoint_sha256": info.sha256,
+            "size": list(size), "layer": args.layer, "facet": facet}
+    save_npz_atomic(args.out, meta=np.array(json.dumps(meta)), **arrays)
+    h, w, c = arrays["patch_tokens"].shape
+    print(f"wrote {args.out}: patch_tokens {h}x{w}x{c}, cls_token {c}"
+          + (f", {facet} facet of block {args.layer}" if facet else "")
+          + ("" if info.trained else "  [UNTRAINED]"))
+    if args.pca_png:
+        write_pca_picture(args.pca_png, preprocess_rgb(rgb, size), arrays["patch_tokens"], info.trained)
+        print(f"wrote {args.pca_png}")
+    return 0
+
+
+def size_for(width: int, height: int, patch: int = 14) -> tuple[int, int]:
+    """The nearest sides that are multiples of the patch size (an image already on the grid keeps its size)."""
+    return (max(patch, round(width / patch) * patch), max(patch, round(height / patch) * patch))
+
+
+def preprocess_rgb(rgb, size):
+    import cv2
+
+    if (rgb.shape[1], rgb.shape[0]) == tuple(size):
+        return rgb
+    return cv2.resize(rgb, tuple(size), interpolation=cv2.INTER_AREA)
+
+
+def write_pca_picture(path, rgb, tokens, trained: bool) -> None:
+    from ..viz.feature_pca import pca_rgb
+    from ..viz.pictures import side_by_side, stamp_untrained, upscale_nearest, write_png
+
+    picture = side_by_side(rgb, upscale_nearest(pca_rgb(tokens), (rgb.shape[1], rgb.shape[0])))
+    write_png(path, picture if trained else stamp_untrained(picture))
