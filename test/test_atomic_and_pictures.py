@@ -1,0 +1,104 @@
+"""Atomic writes, image reading and the feature PCA picture."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from spatialq_ros.atomic import atomic_dir, save_npz_atomic, write_atomic
+from spatialq_ros.errors import SpatialqError
+from spatialq_ros.imageio import read_rgb
+from spatialq_ros.viz.feature_pca import pca_basis, pca_rgb
+from spatialq_ros.viz.pictures import side_by_side, stamp_untrained
+
+
+def test_write_atomic_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "out.bin"
+    write_atomic(target, b"old")
+    write_atomic(target, b"new contents")
+    assert target.read_bytes() == b"new contents"
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_write_atomic_to_missing_folder_is_one_line_error(tmp_path):
+    with pytest.raises(SpatialqError, match="does not exist"):
+        write_atomic(tmp_path / "nope" / "x.bin", b"x")
+
+
+def test_atomic_dir_failure_keeps_previous_output(tmp_path):
+    target = tmp_path / "artifact"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("first")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target, force=True) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert (target / "a.txt").read_text() == "first"
+    assert sorted(os.listdir(tmp_path)) == ["artifact"]
+
+
+def test_atomic_dir_refuses_existing_without_force(tmp_path):
+    (tmp_path / "artifact").mkdir()
+    with pytest.raises(SpatialqError, match="already exists"):
+        with atomic_dir(tmp_path / "artifact"):
+            pass
+
+
+def test_atomic_dir_force_replaces(tmp_path):
+    target = tmp_path / "artifact"
+    for text in ("first", "second"):
+        with atomic_dir(target, force=True) as tmp:
+            (tmp / "a.txt").write_text(text)
+    assert (target / "a.txt").read_text() == "second"
+    assert sorted(os.listdir(tmp_path)) == ["artifact"]
+
+
+def test_save_npz_atomic_roundtrip(tmp_path):
+    save_npz_atomic(tmp_path / "f.npz", a=np.arange(3))
+    assert np.load(tmp_path / "f.npz")["a"].tolist() == [0, 1, 2]
+
+
+def test_read_rgb_converts_grey_alpha_and_bgr(tmp_path):
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    cv2.imwrite(str(tmp_path / "c.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert np.array_equal(read_rgb(tmp_path / "c.png"), rgb)
+    cv2.imwrite(str(tmp_path / "g.png"), np.full((5, 6), 7, np.uint8))
+    assert read_rgb(tmp_path / "g.png").shape == (5, 6, 3)
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((5, 6, 4), np.uint8))
+    assert read_rgb(tmp_path / "a.png").shape == (5, 6, 3)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all"])
+def test_read_rgb_rejects_garbage(tmp_path, content):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(content)
+    with pytest.raises(SpatialqError, match="bad.png"):
+        read_rgb(bad)
+
+
+def test_read_rgb_missing_file(tmp_path):
+    with pytest.raises(SpatialqError, match="no such image"):
+        read_rgb(tmp_path / "missing.jpg")
+
+
+def test_pca_picture_separates_two_token_populations():
+    rng = np.random.default_rng(0)
+    tokens = rng.normal(size=(8, 8, 32)).astype(np.float32) * 0.1
+    tokens[:, :4, 0] += 5.0  # left half differs along one direction
+    picture = pca_rgb(tokens)
+    assert picture.shape == (8, 8, 3) and picture.dtype == np.uint8
+    left, right = picture[:, :4, 0].astype(int).mean(), picture[:, 4:, 0].astype(int).mean()
+    assert abs(left - right) > 150
+    basis = pca_basis(tokens)
+    assert np.allclose(basis @ basis.T, np.eye(3), atol=1e-8)
+
+
+def test_untrained_stamp_marks_picture_red():
+    picture = side_by_side(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 32), np.uint8))
+    assert picture.shape == (64, 100, 3)
+    stamped = stamp_untrained(picture)
+    assert (stamped[:4, :, 0] == 200).mean() > 0.5 and not stamped[-10:, :64].any()
