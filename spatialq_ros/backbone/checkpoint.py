@@ -1,0 +1,232 @@
+"""Loading DINOv2 checkpoints: the official torch-hub `.pth` and Hugging Face `Dinov2Model` safetensors.
+
+Layout, size and registers are read from the tensors themselves. Every problem with a file is one
+SpatialqError naming the file, never a traceback from torch or safetensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from ..errors import SpatialqError
+from .archs import HEADS_BY_DIM, ViTConfig, arch_name
+from .synthetic import synthetic_state_dict
+from .vit import DinoVisionTransformer
+
+DEFAULT_CHECKPOINT = "dinov2_vits14_pretrain.pth"
+SYNTHETIC_SEED = 0
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: str
+    arch: str
+    config: ViTConfig
+    layout: str  # "official" | "huggingface" | "synthetic"
+    sha256: str
+    trained: bool
+
+    @property
+    def num_register_tokens(self) -> int:
+        return self.config.num_register_tokens
+
+
+def load_backbone(path: str | os.PathLike) -> tuple[DinoVisionTransformer, CheckpointInfo]:
+    """Checkpoint file or Hugging Face folder -> eval-mode model on CPU and what it is."""
+    weights_file, hf_config = _resolve(Path(path))
+    raw = _read_tensors(weights_file)
+    state, layout = to_official_layout(raw, weights_file)
+    config = infer_config(state, weights_file, hf_config)
+    model = DinoVisionTransformer(config)
+    _check_and_load(model, state, weights_file)
+    info = CheckpointInfo(str(weights_file), arch_name(config), config, layout, file_sha256(weights_file), True)
+    return model.eval(), info
+
+
+def default_backbone() -> tuple[DinoVisionTransformer, CheckpointInfo]:
+    """models/dinov2_vits14_pretrain.pth when present; otherwise the seeded UNTRAINED ViT-S/14."""
+    real = find_default_checkpoint()
+    if real is not None:
+        return load_backbone(real)
+    return synthetic_backbone()
+
+
+def synthetic_backbone(arch: str = "vits14") -> tuple[DinoVisionTransformer, CheckpointInfo]:
+    state = synthetic_state_dict(arch, seed=SYNTHETIC_SEED)
+    config = infer_config(state, Path("<synthetic>"), None)
+    model = DinoVisionTransformer(config)
+    model.load_state_dict(to_torch_state(state))
+    digest = hashlib.sha256(f"synthetic:{arch}:{SYNTHETIC_SEED}".encode()).hexdigest()
+    return model.eval(), CheckpointInfo("<synthetic>", arch_name(config), config, "synthetic", digest, False)
+
+
+def find_default_checkpoint() -> Path | None:
+    dirs = [os.environ.get("SPATIALQ_MODELS_DIR"), "models", Path(__file__).resolve().parents[2] / "models"]
+    for d in dirs:
+        if d and (Path(d) / DEFAULT_CHECKPOINT).is_file():
+            return Path(d) / DEFAULT_CHECKPOINT
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _resolve(path: Path) -> tuple[Path, dict | None]:
+    if not path.exists():
+        raise SpatialqError(f"{path}: no such checkpoint file or folder")
+    if path.is_dir():
+        config_file = path / "config.json"
+        hf_config = _read_hf_config(config_file) if config_file.is_file() else None
+        for name in HF_WEIGHT_FILES:
+            if (path / name).is_file():
+                return path / name, hf_config
+        raise SpatialqError(f"{path}: folder has no {' or '.join(HF_WEIGHT_FILES)}")
+    sibling = path.parent / "config.json"
+    hf_config = _read_hf_config(sibling) if path.suffix == ".safetensors" and sibling.is_file() else None
+    return path, hf_config
+
+
+def _read_hf_config(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SpatialqError(f"{path}: unreadable config.json ({exc})") from None
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if path.stat().st_size == 0:
+        raise SpatialqError(f"{path}: empty file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            tensors = load_file(str(path))
+        else:
+            tensors = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch and safetensors raise many types for damaged files
+        kind = type(exc).__name__
+        raise SpatialqError(f"{path}: cannot read checkpoint, truncated or corrupt ({kind})") from None
+    return _unwrap(tensors, path)
+
+
+def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    """Training checkpoints nest the weights ({'model': ...}, {'teacher': ...}); hub files do not."""
+    for key in ("teacher", "model", "state_dict"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise SpatialqError(f"{path}: not a state dict of tensors")
+    return {re.sub(r"^(module\.|backbone\.)", "", k): v for k, v in obj.items()}
+
+
+def to_official_layout(state: Mapping[str, torch.Tensor], path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    if "cls_token" in state and "patch_embed.proj.weight" in state:
+        return dict(state), "official"
+    prefix = next((p for p in ("", "dinov2.") if f"{p}embeddings.cls_token" in state), None)
+    if prefix is None:
+        sample = ", ".join(sorted(state)[:3]) or "no tensors"
+        raise SpatialqError(f"{path}: not a DINOv2 checkpoint (keys like {sample})")
+    return from_huggingface({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}), "huggingface"
+
+
+_HF_RENAMES = [
+    (r"^embeddings\.cls_token$", "cls_token"),
+    (r"^embeddings\.mask_token$", "mask_token"),
+    (r"^embeddings\.register_tokens$", "register_tokens"),
+    (r"^embeddings\.position_embeddings$", "pos_embed"),
+    (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attn.proj."),
+    (r"^encoder\.layer\.(\d+)\.layer_scale1\.lambda1$", r"blocks.\1.ls1.gamma"),
+    (r"^encoder\.layer\.(\d+)\.layer_scale2\.lambda1$", r"blocks.\1.ls2.gamma"),
+    (r"^encoder\.layer\.(\d+)\.mlp\.weights_in\.", r"blocks.\1.mlp.w12."),
+    (r"^encoder\.layer\.(\d+)\.mlp\.weights_out\.", r"blocks.\1.mlp.w3."),
+    (r"^encoder\.layer\.(\d+)\.(norm1|norm2|mlp\.fc1|mlp\.fc2)\.", r"blocks.\1.\2."),
+    (r"^layernorm\.", "norm."),
+]
+_HF_QKV = re.compile(r"^encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$")
+
+
+def from_huggingface(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HF names -> official names; separate q, k, v are concatenated into one qkv (in that order)."""
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        match = _HF_QKV.match(key)
+        if match:
+            qkv.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = value
+            continue
+        for pattern, repl in _HF_RENAMES:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                out[new] = value
+                break
+        else:
+            out[key] = value  # left for the strict key check to report
+    for (block, kind), parts in qkv.items():
+        if set(parts) != {"query", "key", "value"}:
+            out[f"encoder.layer.{block}.attention.attention.{kind}"] = next(iter(parts.values()))
+            continue
+        out[f"blocks.{block}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+    return out
+
+
+def infer_config(state: Mapping[str, object], path: Path, hf_config: dict | None) -> ViTConfig:
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in state:
+            raise SpatialqError(f"{path}: not a DINOv2 checkpoint (missing {key})")
+        return tuple(state[key].shape)  # type: ignore[attr-defined]
+
+    dim = shape("cls_token")[-1]
+    patch = shape("patch_embed.proj.weight")[-1]
+    pos = shape("pos_embed")[1] - 1
+    grid = int(round(pos**0.5))
+    if grid * grid != pos:
+        raise SpatialqError(f"{path}: pos_embed has {pos} positions, not a square grid")
+    depth = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
+    if depth == 0:
+        raise SpatialqError(f"{path}: not a DINOv2 checkpoint (no transformer blocks)")
+    registers = shape("register_tokens")[1] if "register_tokens" in state else 0
+    swiglu = "blocks.0.mlp.w12.weight" in state
+    hidden = shape("blocks.0.mlp.w3.weight")[1] if swiglu else shape("blocks.0.mlp.fc1.weight")[0]
+    mlp_ratio = 4.0 if swiglu else hidden / dim
+    heads = (hf_config or {}).get("num_attention_heads") or HEADS_BY_DIM.get(dim)
+    if heads is None:
+        raise SpatialqError(f"{path}: unknown width {dim}; give a config.json with num_attention_heads")
+    antialias, offset = (True, 0.0) if registers else (False, 0.1)
+    return ViTConfig(dim, depth, int(heads), mlp_ratio, "swiglu" if swiglu else "mlp", registers, patch, grid,
+                     antialias, offset)
+
+
+def _check_and_load(model: DinoVisionTransformer, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing:
+        raise SpatialqError(f"{path}: missing tensor {missing[0]}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if unexpected:
+        raise SpatialqError(f"{path}: unexpected tensor {unexpected[0]}, not part of a DINOv2 ViT")
+    for key, ref in expected.items():
+        if tuple(state[key].shape) != tuple(ref.shape):
+            raise SpatialqError(f"{path}: tensor {key} has shape {tuple(state[key].shape)}, expected {tuple(ref.shape)}")
+        if not state[key].is_floating_point():
+            raise SpatialqError(f"{path}: tensor {key} is {state[key].dtype}, expected floating point")
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+
+
+def to_torch_state(state: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}

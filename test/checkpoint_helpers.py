@@ -1,0 +1,79 @@
+"""Checkpoint files in the real key layouts, built from seeded weights (no real weights exist here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import save_file
+
+from spatialq_ros.backbone.archs import ARCHS
+
+
+def write_official_pth(path: Path, state: dict[str, np.ndarray]) -> Path:
+    torch.save({k: torch.from_numpy(v) for k, v in state.items()}, path)
+    return path
+
+
+def to_huggingface(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Official names -> the names transformers' Dinov2Model / Dinov2WithRegistersModel save."""
+    out: dict[str, np.ndarray] = {}
+    renames = {
+        "cls_token": "embeddings.cls_token",
+        "mask_token": "embeddings.mask_token",
+        "register_tokens": "embeddings.register_tokens",
+        "pos_embed": "embeddings.position_embeddings",
+        "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
+        "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
+        "norm.weight": "layernorm.weight",
+        "norm.bias": "layernorm.bias",
+    }
+    block_parts = {
+        "attn.proj": "attention.output.dense",
+        "ls1.gamma": "layer_scale1.lambda1",
+        "ls2.gamma": "layer_scale2.lambda1",
+        "mlp.w12": "mlp.weights_in",
+        "mlp.w3": "mlp.weights_out",
+    }
+    for key, value in state.items():
+        if key in renames:
+            out[renames[key]] = value
+            continue
+        _, i, rest = key.split(".", 2)
+        pre = f"encoder.layer.{i}."
+        if rest.startswith("attn.qkv."):
+            kind = rest.rsplit(".", 1)[1]
+            for name, part in zip(("query", "key", "value"), np.split(value, 3, axis=0)):
+                out[f"{pre}attention.attention.{name}.{kind}"] = np.ascontiguousarray(part)
+            continue
+        for ours, theirs in block_parts.items():
+            if rest.startswith(ours):
+                rest = theirs + rest[len(ours):]
+                break
+        out[pre + rest] = value
+    return out
+
+
+def write_huggingface_folder(folder: Path, state: dict[str, np.ndarray], arch: str) -> Path:
+    """A folder like `save_pretrained` writes: config.json + model.safetensors."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = ARCHS[arch]
+    registers = config.num_register_tokens
+    json_config = {
+        "model_type": "dinov2_with_registers" if registers else "dinov2",
+        "architectures": ["Dinov2WithRegistersModel" if registers else "Dinov2Model"],
+        "hidden_size": config.embed_dim,
+        "num_hidden_layers": 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks.")),
+        "num_attention_heads": config.num_heads,
+        "mlp_ratio": 4,
+        "patch_size": 14,
+        "image_size": 518,
+        "layer_norm_eps": 1e-6,
+        "use_swiglu_ffn": config.ffn == "swiglu",
+        **({"num_register_tokens": registers} if registers else {}),
+    }
+    (folder / "config.json").write_text(json.dumps(json_config, indent=2))
+    save_file(to_huggingface(state), str(folder / "model.safetensors"))
+    return folder
