@@ -14,7 +14,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
-        (f"share/{PACKAGE}/models", ["models/manifest.json"]),
+        (f"share/{PACKAGE}/models", [f"{PACKAGE}/data/models.json", "models/README.md"]),
     ],
     package_data={PACKAGE: ["data/*.json"]},
     install_requires=["setuptools"],

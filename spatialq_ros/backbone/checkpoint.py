@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import SpatialqError
+from ..hashing import file_sha256
 from .archs import HEADS_BY_DIM, ViTConfig, arch_name
 from .synthetic import synthetic_state_dict
 from .vit import DinoVisionTransformer
@@ -76,14 +77,6 @@ def find_default_checkpoint() -> Path | None:
         if d and (Path(d) / DEFAULT_CHECKPOINT).is_file():
             return Path(d) / DEFAULT_CHECKPOINT
     return None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _resolve(path: Path) -> tuple[Path, dict | None]:

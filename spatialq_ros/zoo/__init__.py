@@ -1,0 +1,1 @@
+"""Known DINOv2 checkpoints: where they come from and how to check them."""
