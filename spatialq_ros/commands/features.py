@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..atomic import check_writable_parent, save_npz_atomic
     from ..backbone.checkpoint import default_backbone, load_backbone
-    from ..backbone.preprocess import parse_size, preprocess
+    from ..backbone.preprocess import parse_size, preprocess, resize_rgb
     from ..banner import warn_untrained
     from ..errors import SpatialqError
     from ..imageio import read_rgb
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
           + (f", {facet} facet of block {args.layer}" if facet else "")
           + ("" if info.trained else "  [UNTRAINED]"))
     if args.pca_png:
-        write_pca_picture(args.pca_png, preprocess_rgb(rgb, size), arrays["patch_tokens"], info.trained)
+        write_pca_picture(args.pca_png, resize_rgb(rgb, size), arrays["patch_tokens"], info.trained)
         print(f"wrote {args.pca_png}")
     return 0
 
@@ -76,14 +76,6 @@ def run(args: argparse.Namespace) -> int:
 def size_for(width: int, height: int, patch: int = 14) -> tuple[int, int]:
     """The nearest sides that are multiples of the patch size (an image already on the grid keeps its size)."""
     return (max(patch, round(width / patch) * patch), max(patch, round(height / patch) * patch))
-
-
-def preprocess_rgb(rgb, size):
-    import cv2
-
-    if (rgb.shape[1], rgb.shape[0]) == tuple(size):
-        return rgb
-    return cv2.resize(rgb, tuple(size), interpolation=cv2.INTER_AREA)
 
 
 def write_pca_picture(path, rgb, tokens, trained: bool) -> None:

@@ -33,11 +33,14 @@ def side_by_side(*images: np.ndarray, gap: int = 4) -> np.ndarray:
 def stamp_untrained(rgb: np.ndarray) -> np.ndarray:
     """Write a red UNTRAINED band across the top of a picture made from random weights."""
     out = rgb.copy()
-    band = max(18, out.shape[0] // 16)
-    out[:band] = (200, 0, 0)
+    text = "UNTRAINED WEIGHTS - NOT MEANINGFUL"
+    band = int(np.clip(out.shape[1] // 25, 16, 44))
     scale = band / 30.0
-    cv2.putText(out, "UNTRAINED WEIGHTS - NOT MEANINGFUL", (6, int(band * 0.75)),
-                cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), max(1, int(scale * 2)), cv2.LINE_AA)
+    width = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)[0][0]
+    scale *= min(1.0, 0.95 * out.shape[1] / max(width, 1))
+    out[:band] = (200, 0, 0)
+    cv2.putText(out, text, (6, int(band * 0.75)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                max(1, int(round(scale * 2))), cv2.LINE_AA)
     return out
 
 
