@@ -44,9 +44,11 @@ def synthetic_state_dict(
     outlier_channels = rng.choice(c, OUTLIER_CHANNELS, replace=False) if outliers else np.array([], int)
     for i in range(config.depth):
         pre = f"blocks.{i}."
+        boosts = {}
         for norm in ("norm1", "norm2"):
             gain = 1.0 + normal(c, std=0.2)
-            gain[outlier_channels] *= rng.uniform(10, 60, len(outlier_channels)).astype(np.float32)
+            boosts[norm] = rng.uniform(10, 60, len(outlier_channels)).astype(np.float32)
+            gain[outlier_channels] *= boosts[norm]
             sd[pre + norm + ".weight"] = gain
             sd[pre + norm + ".bias"] = normal(c, std=0.05)
         sd[pre + "attn.qkv.weight"] = normal(3 * c, c, std=1.0 / np.sqrt(c))
@@ -65,6 +67,11 @@ def synthetic_state_dict(
             sd[pre + "mlp.fc1.bias"] = normal(hidden, std=0.05)
             sd[pre + "mlp.fc2.weight"] = normal(c, hidden, std=1.0 / np.sqrt(hidden))
             sd[pre + "mlp.fc2.bias"] = normal(c, std=0.05)
+        # Trained networks read their outlier channels with small weights: the function stays tame,
+        # only the activations are hard to quantize.
+        first_ffn = pre + ("mlp.w12.weight" if config.ffn == "swiglu" else "mlp.fc1.weight")
+        sd[pre + "attn.qkv.weight"][:, outlier_channels] /= boosts["norm1"]
+        sd[first_ffn][:, outlier_channels] /= boosts["norm2"]
         sd[pre + "ls1.gamma"] = rng.uniform(0.1, 1.0, c).astype(np.float32)
         sd[pre + "ls2.gamma"] = rng.uniform(0.1, 1.0, c).astype(np.float32)
     sd["norm.weight"] = 1.0 + normal(c, std=0.1)
@@ -94,22 +101,25 @@ def _add_high_norm_tokens(sd: dict[str, np.ndarray], rng: np.random.Generator, c
     marks = np.zeros((m, m), bool)
     for cy, cx in rng.integers(1, m - 1, (max(1, int(round(HIGH_NORM_FRACTION * m * m / 9))), 2)):
         marks[cy - 1 : cy + 2, cx - 1 : cx + 2] = True
-    sd["pos_embed"][0, 1:][marks.ravel()] += 40.0 * d
+    sd["pos_embed"][0, 1:][marks.ravel()] += 16.0 * d
     block = max(0, config.depth // 2 - 1)
     pre = f"blocks.{block}."
-    # The unit reads norm2's output: undo its gain so the gate sees the raw direction d.
+    # The unit reads norm2's output: undo its gain so the gate sees the raw direction d. Like the
+    # "massive activations" of trained ViTs, the size lives in the hidden activation (a few thousand),
+    # not in the weights: the write column is only ~3x a typical column.
     gate = d / sd[pre + "norm2.weight"]
     gate /= np.linalg.norm(gate)
     write = rng.standard_normal(c).astype(np.float32)
-    write *= 1000.0 / np.linalg.norm(write) / sd[pre + "ls2.gamma"]
+    write *= 3.0 * np.sqrt(c / (config.embed_dim * config.mlp_ratio)) / np.linalg.norm(write)
+    gain = 2000.0 / np.linalg.norm(write * sd[pre + "ls2.gamma"])  # lifts the token norm by ~2000
     if config.ffn == "swiglu":
         hidden = sd[pre + "mlp.w3.weight"].shape[1]
         sd[pre + "mlp.w12.weight"][0] = 8.0 * gate  # silu branch: the gate
         sd[pre + "mlp.w12.bias"][0] = -14.0
-        sd[pre + "mlp.w12.weight"][hidden] = 0.0  # linear branch: a constant 1
-        sd[pre + "mlp.w12.bias"][hidden] = 1.0
-        sd[pre + "mlp.w3.weight"][:, 0] = write / 8.0
+        sd[pre + "mlp.w12.weight"][hidden] = 0.0  # linear branch: a constant
+        sd[pre + "mlp.w12.bias"][hidden] = gain / 16.0
+        sd[pre + "mlp.w3.weight"][:, 0] = write
     else:
-        sd[pre + "mlp.fc1.weight"][0] = 8.0 * gate
-        sd[pre + "mlp.fc1.bias"][0] = -14.0
-        sd[pre + "mlp.fc2.weight"][:, 0] = write / 8.0
+        sd[pre + "mlp.fc1.weight"][0] = gain / 16.0 * 8.0 * gate
+        sd[pre + "mlp.fc1.bias"][0] = -gain / 16.0 * 14.0
+        sd[pre + "mlp.fc2.weight"][:, 0] = write

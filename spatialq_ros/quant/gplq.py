@@ -1,0 +1,176 @@
+"""GPLQ calibration ("activations first, weights later") and the plain min-max baseline, one code path.
+
+gplq:   fold post-LayerNorm ranges -> A8 scales from percentiles -> stage 1: one pass of LSQ activation
+        QAT (weights FP32, optionally trained at a tiny LR) on a spatially weighted PCA feature-mimicking
+        loss -> stage 2: per-channel W4 (MSE scales) -> optional QwT block compensation.
+minmax: A8 scales from the absolute max, W4 from each row's max; no folding, no training.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..backbone.vit import DinoVisionTransformer
+from .fake_quant import INT8
+from .fold import fold_post_layernorm
+from .placement import linear_names, post_layernorm_pairs, wrap
+from .qwt import CompensatedBlock, fit_compensation
+from .spatial_weights import corner_map, spatial_weights
+from .stats import collect_input_stats
+from .weight_scales import weight_scales
+
+METHODS = ("gplq", "minmax")
+
+
+@dataclass
+class CalibrationConfig:
+    method: str = "gplq"
+    alpha: float = 0.5  # post-LayerNorm folding strength (1.0 = RepQ-ViT)
+    act_percentile: float = 99.99
+    batch_size: int = 8
+    lr_scales: float = 1e-3
+    lr_weights: float = 1e-6  # GPLQ lets the FP32 weights drift a little; 0 freezes them
+    beta: float = 2.0  # feature-edge weight
+    gamma: float = 1.0  # Harris-corner weight
+    mimic_blocks: tuple[int, ...] = (-4,)  # besides the final tokens
+    pca_variance: float = 0.6
+    qwt: bool = False
+    qwt_frames: int = 64
+
+
+@dataclass
+class CalibrationLog:
+    losses: list[float]
+    act_scales: dict[str, float]
+
+
+def calibrate(
+    model: DinoVisionTransformer,
+    images: torch.Tensor,
+    rgbs: list[np.ndarray],
+    config: CalibrationConfig,
+    progress: bool = True,
+    on_step: Callable[[str, int, int], None] | None = None,
+) -> tuple[DinoVisionTransformer, CalibrationLog]:
+    """FP32 model + preprocessed frames (N, 3, H, W) and their RGB -> fake-quant W4A8 model (a new object)."""
+    if config.method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}")
+    teacher = copy.deepcopy(model).eval()
+    student = copy.deepcopy(model).eval()
+    batches = list(images.split(config.batch_size))
+    names = linear_names(student)
+    step = on_step or (lambda *_: None)
+
+    step("statistics", 0, 1)
+    stats = collect_input_stats(student, names, batches)
+    if config.method == "gplq":
+        fold_post_layernorm(student, stats, config.alpha)
+        stats = collect_input_stats(student, names, batches)
+    reference = copy.deepcopy(student).eval()  # folded FP32: same function as the teacher
+    layers = wrap(student)
+    with torch.no_grad():
+        for name, layer in layers.items():
+            top = stats[name].percentile(config.act_percentile) if config.method == "gplq" else stats[name].tensor_max
+            layer.act_scale.fill_(max(top, 1e-6) / INT8[1])
+
+    losses: list[float] = []
+    if config.method == "gplq":
+        losses = _activation_qat(student, teacher, batches, rgbs, config, progress, step)
+    with torch.no_grad():
+        for layer in layers.values():
+            layer.set_weight_scale(weight_scales(layer.weight, "mse" if config.method == "gplq" else "minmax"))
+    if config.method == "gplq" and config.qwt:
+        _compensate(student, reference, images[: config.qwt_frames], progress, step)
+    student.eval()
+    for p in student.parameters():
+        p.requires_grad_(False)
+    return student, CalibrationLog(losses, {n: float(layer.act_scale.abs()) for n, layer in layers.items()})
+
+
+def _pca_basis(features: torch.Tensor, variance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and the top components of teacher features covering `variance`, a multiple of 32 wide."""
+    flat = features.reshape(-1, features.shape[-1]).double()
+    mean = flat.mean(dim=0)
+    _, s, vt = torch.linalg.svd(flat - mean, full_matrices=False)
+    ratio = (s**2).cumsum(0) / (s**2).sum()
+    k = int((ratio < variance).sum()) + 1
+    k = min(len(s), max(32, int(np.ceil(k / 32) * 32)))
+    return mean.float(), vt[:k].T.float()
+
+
+def _activation_qat(student, teacher, batches, rgbs, config, progress, step) -> list[float]:
+    depth = len(student.blocks)
+    blocks = tuple(sorted({b % depth for b in config.mimic_blocks}))
+    with torch.no_grad():
+        targets = [teacher.extract(b, layers=blocks) for b in batches]
+    finals = torch.cat([t.patch_tokens for t in targets])
+    grid = finals.shape[1:3]
+    bases = {"final": _pca_basis(finals, config.pca_variance),
+             "cls": _pca_basis(torch.cat([t.cls_token for t in targets]), config.pca_variance)}
+    for b in blocks:
+        bases[b] = _pca_basis(torch.cat([t.intermediate[b] for t in targets]), config.pca_variance)
+    corners = torch.from_numpy(np.stack([corner_map(rgb, grid) for rgb in rgbs])).float()
+
+    scale_params = [p for n, p in student.named_parameters() if n.endswith("act_scale")]
+    weight_params = [p for n, p in student.named_parameters() if not n.endswith("act_scale")]
+    groups = [{"params": scale_params, "lr": config.lr_scales}]
+    if config.lr_weights > 0:
+        groups.append({"params": weight_params, "lr": config.lr_weights})
+    else:
+        for p in weight_params:
+            p.requires_grad_(False)
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+    student.train()
+    losses = []
+    offset = 0
+    bar = tqdm(list(zip(batches, targets)), desc="stage 1: activation QAT", unit="batch", disable=not progress)
+    for i, (batch, target) in enumerate(bar):
+        n = len(batch)
+        weights = spatial_weights(target.patch_tokens, corners[offset : offset + n], config.beta, config.gamma)
+        offset += n
+        out = student.extract(batch, layers=blocks)
+        loss = _mimic(out.patch_tokens, target.patch_tokens, bases["final"], weights)
+        loss = loss + _mimic(out.cls_token, target.cls_token, bases["cls"], None)
+        for b in blocks:
+            loss = loss + _mimic(out.intermediate[b], target.intermediate[b], bases[b], weights)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{float(loss):.4f}")
+        step("stage 1", i + 1, len(batches))
+    student.eval()
+    return losses
+
+
+def _mimic(student, teacher, basis, weights) -> torch.Tensor:
+    """Weighted ||(f_s - mu) V - (f_t - mu) V||^2, relative to the teacher's projected energy."""
+    mean, v = basis
+    ps, pt = (student - mean) @ v, (teacher - mean) @ v
+    err = (ps - pt).pow(2).sum(dim=-1)
+    energy = pt.pow(2).sum(dim=-1).mean().clamp_min(1e-8)
+    if weights is not None:
+        err = err * weights
+    return err.mean() / energy
+
+
+@torch.no_grad()
+def _compensate(student, reference, images, progress, step) -> None:
+    """Block by block: fit the correction on the quantized stream, then move the stream on through it."""
+    x = student.prepare_tokens(images)
+    for i in tqdm(range(len(student.blocks)), desc="stage 2: QwT", unit="block", disable=not progress):
+        quantized, _ = student.blocks[i](x)
+        exact, _ = reference.blocks[i](x)
+        w, b = fit_compensation(x, exact - quantized)
+        block = CompensatedBlock(student.blocks[i], x.shape[-1])
+        block.qwt.weight.copy_(w)
+        block.qwt.bias.copy_(b)
+        student.blocks[i] = block
+        x, _ = block(x)
+        step("QwT", i + 1, len(student.blocks))

@@ -1,0 +1,33 @@
+"""QwT compensation: a closed-form linear correction per block, out = block_q(x) + x W + b."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+RIDGE = 1e-3
+
+
+class CompensatedBlock(nn.Module):
+    def __init__(self, block: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.block = block
+        self.qwt = nn.Linear(dim, dim)
+        nn.init.zeros_(self.qwt.weight)
+        nn.init.zeros_(self.qwt.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, qkv = self.block(x)
+        return out + self.qwt(x), qkv
+
+
+@torch.no_grad()
+def fit_compensation(inputs: torch.Tensor, error: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least squares [x 1] @ [W; b] = error over all tokens, ridge-regularised relative to the data scale."""
+    x = inputs.reshape(-1, inputs.shape[-1]).double()
+    e = error.reshape(-1, error.shape[-1]).double()
+    x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+    gram = x1.T @ x1
+    gram += RIDGE * gram.diagonal().mean() * torch.eye(len(gram), dtype=x.dtype)
+    solution = torch.linalg.solve(gram, x1.T @ e)
+    return solution[:-1].T.float(), solution[-1].float()  # nn.Linear layout: (out, in)

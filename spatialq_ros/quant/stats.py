@@ -1,0 +1,49 @@
+"""Activation statistics of the quantized layers' inputs over calibration frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+SAMPLE_PER_BATCH = 20000
+
+
+@dataclass
+class InputStats:
+    channel_max: torch.Tensor | None = None  # per input channel max |x|
+    samples: list[torch.Tensor] = field(default_factory=list)  # random |x| values for percentiles
+    tensor_max: float = 0.0
+
+    def add(self, x: torch.Tensor, generator: torch.Generator) -> None:
+        x = x.detach().float()
+        channels = x.transpose(0, 1).reshape(x.shape[1], -1) if x.ndim == 4 else x.reshape(-1, x.shape[-1]).T
+        cmax = channels.abs().amax(dim=1)
+        self.channel_max = cmax if self.channel_max is None else torch.maximum(self.channel_max, cmax)
+        flat = x.abs().reshape(-1)
+        self.tensor_max = max(self.tensor_max, float(flat.max()))
+        idx = torch.randint(0, flat.numel(), (min(SAMPLE_PER_BATCH, flat.numel()),), generator=generator)
+        self.samples.append(flat[idx])
+
+    def percentile(self, q: float) -> float:
+        return float(torch.quantile(torch.cat(self.samples), q / 100.0))
+
+
+@torch.no_grad()
+def collect_input_stats(model: nn.Module, names: list[str], batches: list[torch.Tensor]) -> dict[str, InputStats]:
+    """Run the model over `batches`, recording the input of each named module."""
+    stats = {name: InputStats() for name in names}
+    generator = torch.Generator().manual_seed(0)
+    hooks = [
+        model.get_submodule(name).register_forward_pre_hook(
+            lambda _m, args, name=name: stats[name].add(args[0], generator))
+        for name in names
+    ]
+    try:
+        for batch in batches:
+            model.forward_features(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return stats
