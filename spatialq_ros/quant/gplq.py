@@ -34,7 +34,7 @@ class CalibrationConfig:
     alpha: float = 0.5  # post-LayerNorm folding strength (1.0 = RepQ-ViT)
     act_percentile: float = 99.99
     batch_size: int = 8
-    lr_scales: float = 1e-3
+    lr_scales: float = 1e-5
     lr_weights: float = 1e-6  # GPLQ lets the FP32 weights drift a little; 0 freezes them
     beta: float = 2.0  # feature-edge weight
     gamma: float = 1.0  # Harris-corner weight
@@ -143,7 +143,7 @@ def _activation_qat(student, teacher, batches, rgbs, config, progress, step) -> 
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{float(loss):.4f}")
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
         step("stage 1", i + 1, len(batches))
     student.eval()
     return losses

@@ -14,8 +14,8 @@ from .qlinear import QuantLinear
 def linear_names(model: DinoVisionTransformer) -> list[str]:
     """Quantized layers in forward order, by their official names."""
     names = ["patch_embed.proj"]
-    for i, block in enumerate(model.blocks):
-        ffn = ("mlp.w12", "mlp.w3") if hasattr(block.mlp, "w12") else ("mlp.fc1", "mlp.fc2")
+    ffn = ("mlp.w12", "mlp.w3") if model.config.ffn == "swiglu" else ("mlp.fc1", "mlp.fc2")
+    for i in range(len(model.blocks)):
         names += [f"blocks.{i}.attn.qkv", f"blocks.{i}.attn.proj", f"blocks.{i}.{ffn[0]}", f"blocks.{i}.{ffn[1]}"]
     return names
 
@@ -23,8 +23,8 @@ def linear_names(model: DinoVisionTransformer) -> list[str]:
 def post_layernorm_pairs(model: DinoVisionTransformer) -> list[tuple[str, str]]:
     """(LayerNorm, the Linear it feeds): the inputs with per-channel outliers, folded RepQ-style."""
     pairs = []
-    for i, block in enumerate(model.blocks):
-        first_ffn = "mlp.w12" if hasattr(block.mlp, "w12") else "mlp.fc1"
+    first_ffn = "mlp.w12" if model.config.ffn == "swiglu" else "mlp.fc1"
+    for i in range(len(model.blocks)):
         pairs += [(f"blocks.{i}.norm1", f"blocks.{i}.attn.qkv"), (f"blocks.{i}.norm2", f"blocks.{i}.{first_ffn}")]
     return pairs
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 RIDGE = 1e-3
+OUTLIER_FACTOR = 8.0
 
 
 class CompensatedBlock(nn.Module):
@@ -23,9 +24,16 @@ class CompensatedBlock(nn.Module):
 
 @torch.no_grad()
 def fit_compensation(inputs: torch.Tensor, error: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Least squares [x 1] @ [W; b] = error over all tokens, ridge-regularised relative to the data scale."""
+    """Least squares [x 1] @ [W; b] = error, ridge-regularised relative to the data scale.
+
+    Tokens whose error is far above the median (clipped massive activations of high-norm tokens) are
+    left out: a linear map cannot restore them, and fitting them spoils the correction of all others.
+    """
     x = inputs.reshape(-1, inputs.shape[-1]).double()
     e = error.reshape(-1, error.shape[-1]).double()
+    err_norm = e.norm(dim=1)
+    keep = err_norm <= OUTLIER_FACTOR * err_norm.median()
+    x, e = x[keep], e[keep]
     x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
     gram = x1.T @ x1
     gram += RIDGE * gram.diagonal().mean() * torch.eye(len(gram), dtype=x.dtype)

@@ -1,0 +1,124 @@
+"""The W4A8 artifact folder: quant.json, packed weights, and the ONNX deployables.
+
+Layout (see README): quant.json (method, bits, every scale, source and calibration fingerprints,
+versions), weights.safetensors (folded float tensors + 4-bit codes as int8 + per-channel scales),
+model.onnx (INT8 QDQ, 4-bit-valued weights: TensorRT's input), model_int4.onnx (weights stored as
+INT4), fp32.onnx (the unquantized source, same inputs and outputs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from safetensors.numpy import save_file
+
+from .. import __version__
+from ..backbone.pos_embed import interpolate_pos_embed
+from ..backbone.vit import DinoVisionTransformer
+from .fake_quant import INT4, codes
+from .onnx_graph import GraphSpec, LinearWeights, build_graph
+from .pack import pack_int4
+from .placement import linear_names
+from .qlinear import QuantLinear
+from .qwt import CompensatedBlock
+
+FORMAT = "spatialq-w4a8"
+FORMAT_VERSION = 1
+ONNX_FILES = {"qdq": "model.onnx", "int4": "model_int4.onnx", "fp32": "fp32.onnx"}
+
+
+def _block(model: DinoVisionTransformer, i: int):
+    block = model.blocks[i]
+    return block.block if isinstance(block, CompensatedBlock) else block
+
+
+def _module(model: DinoVisionTransformer, name: str):
+    if name.startswith("blocks."):
+        _, i, rest = name.split(".", 2)
+        return _block(model, int(i)).get_submodule(rest)
+    return model.get_submodule(name)
+
+
+@torch.no_grad()
+def float_tensors(model: DinoVisionTransformer) -> dict[str, np.ndarray]:
+    """Every non-Linear tensor in official names (+ QwT corrections)."""
+    out = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()
+           if k in ("cls_token", "pos_embed", "register_tokens", "mask_token", "norm.weight", "norm.bias")}
+    for i, block in enumerate(model.blocks):
+        inner = _block(model, i)
+        for part in ("norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias", "ls1.gamma", "ls2.gamma"):
+            out[f"blocks.{i}.{part}"] = inner.get_parameter(part).detach().numpy().astype(np.float32)
+        if isinstance(block, CompensatedBlock):
+            out[f"blocks.{i}.qwt.weight"] = block.qwt.weight.detach().numpy().astype(np.float32)
+            out[f"blocks.{i}.qwt.bias"] = block.qwt.bias.detach().numpy().astype(np.float32)
+    return out
+
+
+@torch.no_grad()
+def linear_weights(model: DinoVisionTransformer) -> dict[str, LinearWeights]:
+    out = {}
+    for name in linear_names(model):
+        module = _module(model, name)
+        inner = module.inner if isinstance(module, QuantLinear) else module
+        weight = inner.weight.detach().reshape(inner.weight.shape[0], -1)
+        bias = inner.bias.detach().numpy().astype(np.float32)
+        if isinstance(module, QuantLinear) and module.weight_scale.numel():
+            scale = module.weight_scale
+            out[name] = LinearWeights(None, bias, codes(weight, scale[:, None], INT4).numpy(),
+                                      scale.numpy().astype(np.float32), float(module.act_scale.abs()))
+        else:
+            out[name] = LinearWeights(weight.numpy().astype(np.float32), bias)
+    return out
+
+
+def graph_spec(model: DinoVisionTransformer, size: tuple[int, int], facet_layer: int) -> GraphSpec:
+    c = model.config
+    return GraphSpec(c.embed_dim, c.depth, c.num_heads, c.ffn, c.num_register_tokens, size, facet_layer, c.patch_size)
+
+
+@torch.no_grad()
+def export_onnx(model: DinoVisionTransformer, size: tuple[int, int], facet_layer: int, kind: str) -> onnx.ModelProto:
+    width, height = size
+    p = model.config.patch_size
+    pos = interpolate_pos_embed(model.pos_embed, height // p, width // p, model.config).numpy()
+    return build_graph(graph_spec(model, size, facet_layer), float_tensors(model), linear_weights(model), pos, kind)
+
+
+def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: DinoVisionTransformer,
+                   meta: dict, size: tuple[int, int], facet_layer: int) -> dict:
+    """Write everything into `folder` (an empty temp folder: the caller renames it when all is done)."""
+    tensors = float_tensors(qmodel)
+    linears = linear_weights(qmodel)
+    packed = dict(tensors)
+    act_scales = {}
+    for name, lw in linears.items():
+        packed[f"{name}.qweight"] = pack_int4(lw.codes)  # (out * in + 1) // 2 bytes, row-major
+        packed[f"{name}.wscale"] = lw.weight_scale
+        packed[f"{name}.bias"] = lw.bias
+        act_scales[name] = lw.act_scale
+    save_file(packed, str(folder / "weights.safetensors"))
+    for kind, file in ONNX_FILES.items():
+        onnx.save(export_onnx(fp32_model if kind == "fp32" else qmodel, size, facet_layer, kind), str(folder / file))
+    config = qmodel.config
+    quant = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, **meta,
+        "weight_bits": 4, "act_bits": 8, "arch": meta.get("arch"),
+        "embed_dim": config.embed_dim, "depth": config.depth, "num_heads": config.num_heads, "ffn": config.ffn,
+        "num_register_tokens": config.num_register_tokens, "size": list(size), "facet_layer": facet_layer,
+        "qwt": any(isinstance(b, CompensatedBlock) for b in qmodel.blocks),
+        "act_scales": act_scales,
+        "weight_scales": {n: lw.weight_scale.tolist() for n, lw in linears.items()},
+        "versions": {"spatialq_ros": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                     "python": platform.python_version()},
+    }
+    digest = hashlib.sha256(json.dumps(quant, sort_keys=True).encode())
+    digest.update((folder / "weights.safetensors").read_bytes())
+    quant["fingerprint"] = digest.hexdigest()
+    (folder / "quant.json").write_text(json.dumps(quant, indent=1))
+    return quant

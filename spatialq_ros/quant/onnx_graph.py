@@ -1,0 +1,193 @@
+"""The ViT as an ONNX graph, written node by node from numpy weights (no torch exporter).
+
+One builder makes all three deployables: `fp32` (float weights), `qdq` (static INT8 activation
+Quantize/DequantizeLinear on every Linear input, weights as int8 initialisers holding 4-bit codes with
+per-channel DequantizeLinear: what TensorRT builds into an INT8 engine) and `int4` (the same, weights
+stored as INT4 at opset 21). LayerNormalization stays one op; softmax, GELU and residual adds are float.
+The input size is fixed at export: the interpolated position embedding is a constant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .pack import pack_int4
+
+OPSET = 21
+KINDS = ("fp32", "qdq", "int4")
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    embed_dim: int
+    depth: int
+    num_heads: int
+    ffn: str
+    num_register_tokens: int
+    size: tuple[int, int]  # (W, H)
+    facet_layer: int
+    patch_size: int = 14
+
+
+@dataclass(frozen=True)
+class LinearWeights:
+    weight: np.ndarray | None  # float (out, in) for fp32
+    bias: np.ndarray
+    codes: np.ndarray | None = None  # int8 (out, in), values in [-8, 7]
+    weight_scale: np.ndarray | None = None  # (out,)
+    act_scale: float | None = None
+
+    @property
+    def in_features(self) -> int:
+        return (self.weight if self.weight is not None else self.codes).shape[1]
+
+
+class _Builder:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.count = 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def const(self, value: np.ndarray, hint: str) -> str:
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str, n_out: int = 1, **attrs) -> str | list[str]:
+        outs = [self.name(hint) for _ in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    def int4(self, values: np.ndarray, hint: str) -> str:
+        name = self.name(hint)
+        self.inits.append(helper.make_tensor(name, TensorProto.INT4, values.shape, pack_int4(values).tobytes(),
+                                             raw=True))
+        return name
+
+    def ints(self, values, hint="shape") -> str:
+        return self.const(np.array(values, np.int64), hint)
+
+    def linear(self, x: str, lw: LinearWeights, hint: str) -> str:
+        """y = x W^T + b on (1, T, in). Computed on 2-D (T, in) so ORT fuses QDQ + MatMul + Add into
+        one quantized Gemm without the 3-D reshape rewrite that breaks on int8 QDQ."""
+        out_dim = lw.bias.shape[0]
+        x = self.op("Reshape", [x, self.ints([-1, lw.in_features])], f"{hint}.flat")
+        if self.kind == "fp32":
+            w = self.const(lw.weight.T.astype(np.float32), f"{hint}.w")
+        else:
+            scale = self.const(np.float32(lw.act_scale), f"{hint}.a_scale")
+            zero = self.const(np.int8(0), f"{hint}.a_zero")
+            q = self.op("QuantizeLinear", [x, scale, zero], f"{hint}.q")
+            x = self.op("DequantizeLinear", [q, scale, zero], f"{hint}.dq")
+            codes = lw.codes.T.astype(np.int8)  # (in, out): MatMul's B
+            if self.kind == "int4":
+                w_codes = self.int4(codes, f"{hint}.w4")
+                w_zero = self.int4(np.zeros(codes.shape[1], np.int8), f"{hint}.w4_zero")
+            else:
+                w_codes = self.const(codes, f"{hint}.w8")
+                w_zero = self.const(np.zeros(codes.shape[1], np.int8), f"{hint}.w_zero")
+            w_scale = self.const(lw.weight_scale.astype(np.float32), f"{hint}.w_scale")
+            w = self.op("DequantizeLinear", [w_codes, w_scale, w_zero], f"{hint}.w", axis=1)
+        y = self.op("MatMul", [x, w], f"{hint}.mm")
+        y = self.op("Add", [y, self.const(lw.bias.astype(np.float32), f"{hint}.b")], f"{hint}.biased")
+        return self.op("Reshape", [y, self.ints([1, -1, out_dim])], f"{hint}.out")
+
+
+def build_graph(spec: GraphSpec, tensors: dict[str, np.ndarray], linears: dict[str, LinearWeights],
+                pos_embed: np.ndarray, kind: str) -> onnx.ModelProto:
+    """tensors: float tensors in official names (norms, gammas, tokens, QwT); linears: every Linear by name;
+    pos_embed: (1, 1 + h*w, C) already interpolated to `spec.size`."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    b = _Builder(kind)
+    width, height = spec.size
+    p, c = spec.patch_size, spec.embed_dim
+    gh, gw = height // p, width // p
+    n = gh * gw
+    r = spec.num_register_tokens
+    heads, hd = spec.num_heads, c // spec.num_heads
+
+    patches = b.op("Reshape", ["image", b.ints([1, 3, gh, p, gw, p])], "patches")
+    patches = b.op("Transpose", [patches], "patches_t", perm=[0, 2, 4, 1, 3, 5])
+    patches = b.op("Reshape", [patches, b.ints([1, n, 3 * p * p])], "patches_flat")
+    x = b.linear(patches, linears["patch_embed.proj"], "patch_embed")
+    x = b.op("Concat", [b.const(tensors["cls_token"].astype(np.float32), "cls"), x], "with_cls", axis=1)
+    x = b.op("Add", [x, b.const(pos_embed.astype(np.float32), "pos")], "with_pos")
+    if r:
+        first = b.op("Slice", [x, b.ints([0]), b.ints([1]), b.ints([1])], "cls_part")
+        rest = b.op("Slice", [x, b.ints([1]), b.ints([1 + n]), b.ints([1])], "patch_part")
+        x = b.op("Concat", [first, b.const(tensors["register_tokens"].astype(np.float32), "reg"), rest], "with_reg",
+                 axis=1)
+    t = 1 + r + n
+    facet = None
+    for i in range(spec.depth):
+        pre = f"blocks.{i}."
+        block_in = x
+        h = _layernorm(b, x, tensors, pre + "norm1")
+        qkv = b.linear(h, linears[pre + "attn.qkv"], pre + "qkv")
+        if i == spec.facet_layer % spec.depth:
+            facet = b.op("Slice", [qkv, b.ints([1 + r, 2 * c]), b.ints([t, 3 * c]), b.ints([1, 2])], "value_facet_s")
+        heads_view = b.op("Reshape", [qkv, b.ints([1, t, 3, heads, hd])], pre + "qkv_r")
+        heads_view = b.op("Transpose", [heads_view], pre + "qkv_t", perm=[2, 0, 3, 1, 4])
+        q, k, v = (b.op("Gather", [heads_view, b.const(np.int64(j), "idx")], pre + "qkv_g", axis=0) for j in range(3))
+        q = b.op("Mul", [q, b.const(np.float32(hd**-0.5), "scale")], pre + "q_scaled")
+        logits = b.op("MatMul", [q, b.op("Transpose", [k], pre + "kT", perm=[0, 1, 3, 2])], pre + "logits")
+        attn = b.op("Softmax", [logits], pre + "attn", axis=-1)
+        o = b.op("Transpose", [b.op("MatMul", [attn, v], pre + "attn_v")], pre + "o_t", perm=[0, 2, 1, 3])
+        o = b.op("Reshape", [o, b.ints([1, t, c])], pre + "o")
+        o = b.linear(o, linears[pre + "attn.proj"], pre + "proj")
+        x = b.op("Add", [x, b.op("Mul", [o, b.const(tensors[pre + "ls1.gamma"], "ls1")], pre + "ls1")], pre + "res1")
+        h = _layernorm(b, x, tensors, pre + "norm2")
+        if spec.ffn == "swiglu":
+            h = b.linear(h, linears[pre + "mlp.w12"], pre + "w12")
+            hidden = linears[pre + "mlp.w12"].bias.shape[0] // 2
+            x1, x2 = b.op("Split", [h, b.ints([hidden, hidden])], pre + "split", n_out=2, axis=-1)
+            silu = b.op("Mul", [x1, b.op("Sigmoid", [x1], pre + "sig")], pre + "silu")
+            h = b.linear(b.op("Mul", [silu, x2], pre + "glu"), linears[pre + "mlp.w3"], pre + "w3")
+        else:
+            h = b.linear(h, linears[pre + "mlp.fc1"], pre + "fc1")
+            erf = b.op("Erf", [b.op("Mul", [h, b.const(np.float32(2**-0.5), "rsqrt2")], pre + "gx")], pre + "erf")
+            gelu = b.op("Mul", [b.op("Mul", [h, b.const(np.float32(0.5), "half")], pre + "hx"),
+                                b.op("Add", [erf, b.const(np.float32(1.0), "one")], pre + "erf1")], pre + "gelu")
+            h = b.linear(gelu, linears[pre + "mlp.fc2"], pre + "fc2")
+        x = b.op("Add", [x, b.op("Mul", [h, b.const(tensors[pre + "ls2.gamma"], "ls2")], pre + "ls2")], pre + "res2")
+        if pre + "qwt.weight" in tensors:
+            x = b.op("Add", [x, _float_linear(b, block_in, tensors, pre + "qwt")], pre + "compensated")
+    x = _layernorm(b, x, tensors, "norm")
+    patch = b.op("Slice", [x, b.ints([1 + r]), b.ints([t]), b.ints([1])], "patch_s")
+    b.nodes.append(helper.make_node("Identity", [patch], ["patch_tokens"]))
+    cls = b.op("Gather", [x, b.const(np.int64(0), "idx")], "cls_g", axis=1)
+    b.nodes.append(helper.make_node("Identity", [cls], ["cls_token"]))
+    b.nodes.append(helper.make_node("Identity", [facet], ["value_facet"]))
+    graph = helper.make_graph(
+        b.nodes, f"spatialq_vit_{kind}",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, height, width])],
+        [helper.make_tensor_value_info("patch_tokens", TensorProto.FLOAT, [1, n, c]),
+         helper.make_tensor_value_info("cls_token", TensorProto.FLOAT, [1, c]),
+         helper.make_tensor_value_info("value_facet", TensorProto.FLOAT, [1, n, c])],
+        b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="spatialq_ros")
+    onnx.checker.check_model(model)
+    return model
+
+
+def _float_linear(b: _Builder, x: str, tensors: dict[str, np.ndarray], name: str) -> str:
+    """The QwT correction stays float in every variant, stored as FP16 as the paper keeps it."""
+    w16 = b.const(tensors[name + ".weight"].T.astype(np.float16), name + ".w16")
+    w = b.op("Cast", [w16], name + ".w", to=TensorProto.FLOAT)
+    return b.op("Add", [b.op("MatMul", [x, w], name + ".mm"), b.const(tensors[name + ".bias"], name + ".b")], name)
+
+
+def _layernorm(b: _Builder, x: str, tensors: dict[str, np.ndarray], name: str) -> str:
+    return b.op("LayerNormalization", [x, b.const(tensors[name + ".weight"].astype(np.float32), name + ".g"),
+                                       b.const(tensors[name + ".bias"].astype(np.float32), name + ".b")],
+                name, axis=-1, epsilon=1e-6)

@@ -1,0 +1,58 @@
+"""ONNX Runtime engine for the artifact's graphs. Deploy path: numpy, cv2 and onnxruntime only, no torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ..backbone.preprocess import preprocess
+from ..errors import SpatialqError
+from .engine import Features
+
+GRAPHS = {"qdq": "model.onnx", "int4": "model_int4.onnx", "fp32": "fp32.onnx"}
+
+
+def preferred_providers() -> list[str]:
+    available = ort.get_available_providers()
+    order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [p for p in order if p in available]
+
+
+class OnnxEngine:
+    def __init__(self, artifact: str | Path, graph: str = "qdq", threads: int = 0,
+                 providers: list[str] | None = None) -> None:
+        folder = Path(artifact)
+        meta_file = folder / "quant.json"
+        if not meta_file.is_file():
+            raise SpatialqError(f"{folder}: not a spatialq artifact (no quant.json)")
+        try:
+            self.meta = json.loads(meta_file.read_text())
+        except ValueError as exc:
+            raise SpatialqError(f"{meta_file}: unreadable ({exc})") from None
+        if graph not in GRAPHS:
+            raise SpatialqError(f"graph must be one of {', '.join(GRAPHS)}")
+        path = folder / GRAPHS[graph]
+        if not path.is_file():
+            raise SpatialqError(f"{path}: missing from the artifact")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers or preferred_providers())
+        except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+            raise SpatialqError(f"{path}: ONNX Runtime cannot load it ({exc})") from None
+        self.size = tuple(self.meta["size"])
+        self.fingerprint = self.meta["fingerprint"] + ("" if graph != "fp32" else ":fp32")
+        self.trained = bool(self.meta.get("trained", False))
+        self.grid = (self.size[1] // 14, self.size[0] // 14)
+
+    def infer_normalized(self, image: np.ndarray) -> Features:
+        patch, cls, facet = self.session.run(["patch_tokens", "cls_token", "value_facet"], {"image": image})
+        h, w = self.grid
+        return Features(patch[0].reshape(h, w, -1), cls[0], facet[0].reshape(h, w, -1))
+
+    def infer(self, rgb: np.ndarray) -> Features:
+        return self.infer_normalized(preprocess(rgb, self.size))
