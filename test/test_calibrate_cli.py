@@ -1,0 +1,66 @@
+"""`spatialq calibrate` end to end on a simulated bag, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from spatialq_ros.cli import main
+from spatialq_ros.sim.simulate import SimConfig, simulate
+
+
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cal") / "flight"
+    simulate(out, SimConfig(frames=12, size=(56, 56), seed=2), progress=False)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def untrained(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPATIALQ_MODELS_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+
+
+def test_calibrate_writes_a_complete_artifact(bag, tmp_path, capsys):
+    out = tmp_path / "art"
+    assert main(["calibrate", "--bag", str(bag), "--size", "56x56", "--frames", "8", "--holdout", "2",
+                 "--method", "minmax", "--out", str(out)]) == 0
+    assert {"quant.json", "weights.safetensors", "model.onnx", "model_int4.onnx", "fp32.onnx", "report.md",
+            "report.json"} <= {p.name for p in out.iterdir()}
+    report = json.loads((out / "report.json").read_text())
+    assert 0 < report["torch_fake_quant"]["patch_cosine"] <= 1 and report["int4_vs_fp32_size"] < 0.2
+    assert "UNTRAINED" in (out / "report.md").read_text() and "UNTRAINED" in capsys.readouterr().out
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".art")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "50x56"], "multiples of 14"),
+    (["--frames", "20"], "12 frames, fewer than the 36 asked"),
+    (["--topic", "/nope"], "not an image topic"),
+])
+def test_bad_inputs(bag, tmp_path, capsys, args, message):
+    out = tmp_path / "art"
+    assert main(["calibrate", "--bag", str(bag), "--size", "56x56", "--frames", "4", *args, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not out.exists()
+
+
+def test_existing_output_and_unreadable_images(tmp_path, capsys):
+    (tmp_path / "art").mkdir()
+    assert main(["calibrate", "--images", str(tmp_path), "--out", str(tmp_path / "art")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"broken")
+    assert main(["calibrate", "--images", str(folder), "--frames", "1", "--holdout", "0",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "a.png: not a readable image" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cv2.imwrite(str(tmp_path / "not_in_folder.png"), np.zeros((14, 14, 3), np.uint8))
+    assert main(["calibrate", "--images", str(empty), "--out", str(tmp_path / "y")]) == 2
+    assert "no frames" in capsys.readouterr().err

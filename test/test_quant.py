@@ -1,0 +1,123 @@
+"""W4A8: quantizers, GPLQ vs min-max on the outlier model, the artifact, ONNX Runtime parity, deploy path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from spatialq_ros.backbone.archs import ARCHS, ViTConfig
+from spatialq_ros.backbone.checkpoint import to_torch_state
+from spatialq_ros.backbone.synthetic import synthetic_state_dict
+from spatialq_ros.backbone.vit import DinoVisionTransformer
+from spatialq_ros.quant.artifact import write_artifact
+from spatialq_ros.quant.fake_quant import INT4, codes, fake_quant
+from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
+from spatialq_ros.quant.pack import pack_int4, unpack_int4
+from spatialq_ros.quant.report import fidelity
+from spatialq_ros.quant.weight_scales import weight_scales
+from spatialq_ros.runtime.onnx_engine import OnnxEngine
+from spatialq_ros.sim.bag import read_frames
+from spatialq_ros.sim.simulate import SimConfig, simulate
+
+SIZE = (112, 112)
+
+
+def outlier_model(depth: int) -> DinoVisionTransformer:
+    config = ViTConfig(**{**ARCHS["vits14"].__dict__, "depth": depth})
+    model = DinoVisionTransformer(config)
+    model.load_state_dict(to_torch_state(synthetic_state_dict(config, seed=0, outliers=True)))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    from spatialq_ros.backbone.preprocess import preprocess
+
+    bag = tmp_path_factory.mktemp("q") / "flight"
+    simulate(bag, SimConfig(frames=80, size=SIZE, seed=1), progress=False)
+    rgbs = [f.rgb for i, f in enumerate(read_frames(bag)) if i % 2 == 0]
+    return rgbs, torch.from_numpy(np.concatenate([preprocess(r) for r in rgbs]))
+
+
+def test_int4_codes_pack_and_mse_scales():
+    torch.manual_seed(0)
+    w = torch.randn(16, 40)
+    w[:, 3] *= 20  # an outlier column
+    for method in ("minmax", "mse"):
+        s = weight_scales(w, method)
+        c = codes(w, s[:, None], INT4)
+        assert c.min() >= -8 and c.max() <= 7
+    err = {m: (fake_quant(w, weight_scales(w, m)[:, None], INT4) - w).pow(2).sum() for m in ("minmax", "mse")}
+    assert err["mse"] <= err["minmax"]
+    c = np.random.default_rng(0).integers(-8, 8, 101).astype(np.int8)
+    assert np.array_equal(unpack_int4(pack_int4(c), 101), c) and pack_int4(c).size == 51
+
+
+def test_gplq_beats_minmax_on_the_outlier_model(frames):
+    torch.set_num_threads(2)
+    rgbs, images = frames
+    model = outlier_model(depth=6)
+    cal, held = images[:32], images[32:]
+    scores = {}
+    for method in ("minmax", "gplq"):
+        q, _ = calibrate(model, cal, rgbs[:32], CalibrationConfig(method=method, qwt=method == "gplq"), progress=False)
+        scores[method] = fidelity(model, q, held)["patch_cosine"]
+    assert scores["gplq"] > scores["minmax"], scores
+
+
+@pytest.mark.parametrize("depth, tolerance", [(1, 1e-3), (3, 2e-2)])
+def test_artifact_onnx_matches_torch(frames, tmp_path, depth, tolerance):
+    """One block agrees to 1e-4 (the graph computes what the fake-quant model computes); with depth,
+    activations that sit on a rounding boundary flip by one code in one engine and not the other, and
+    the random outlier model amplifies that: 1e-2 is reached at 3 blocks on random inputs, not on frames."""
+    torch.set_num_threads(2)
+    rgbs, images = frames
+    model = outlier_model(depth=depth)
+    q, _ = calibrate(model, images[:16], rgbs[:16], CalibrationConfig(qwt=True), progress=False)
+    quant = write_artifact(tmp_path, q, model, {"method": "gplq", "arch": "vits14-d", "trained": False}, SIZE, -1)
+    assert quant["format"] == "spatialq-w4a8" and len(quant["act_scales"]) == 1 + 4 * depth and quant["qwt"]
+    assert json.loads((tmp_path / "quant.json").read_text())["fingerprint"] == quant["fingerprint"]
+    x = images[20:21]
+    with torch.no_grad():
+        ref_q = q.extract(x, facet_layer=-1, facet="value")
+        ref_f = model.extract(x, facet_layer=-1, facet="value")
+    for graph in ("qdq", "int4"):
+        out = OnnxEngine(tmp_path, graph).infer_normalized(x.numpy())
+        for ours, ref in ((out.patch_tokens, ref_q.patch_tokens), (out.value_facet, ref_q.facet)):
+            ref = ref[0].numpy()
+            assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) <= tolerance, graph
+    fp = OnnxEngine(tmp_path, "fp32").infer_normalized(x.numpy())
+    assert np.abs(fp.patch_tokens - ref_f.patch_tokens[0].numpy()).max() < 1e-4
+    assert np.allclose(fp.cls_token, ref_f.cls_token[0].numpy(), atol=1e-4)
+
+
+def test_int4_graph_of_full_vits_is_a_fifth_of_fp32(tmp_path):
+    model = outlier_model(depth=12)
+    images = torch.randn(8, 3, 56, 56)
+    q, _ = calibrate(model, images, [np.zeros((56, 56, 3), np.uint8)] * 8,
+                     CalibrationConfig(method="minmax"), progress=False)
+    write_artifact(tmp_path, q, model, {"method": "minmax", "arch": "vits14", "trained": False}, (56, 56), -1)
+    ratio = (tmp_path / "model_int4.onnx").stat().st_size / (tmp_path / "fp32.onnx").stat().st_size
+    assert ratio <= 0.2, ratio
+
+
+def test_deploy_path_runs_without_torch(frames, tmp_path):
+    rgbs, images = frames
+    model = outlier_model(depth=2)
+    q, _ = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(method="minmax"), progress=False)
+    write_artifact(tmp_path, q, model, {"method": "minmax", "arch": "vits14-d2", "trained": False}, SIZE, -1)
+    code = (
+        "import sys, numpy as np\n"
+        "from spatialq_ros.runtime.onnx_engine import OnnxEngine\n"
+        f"e = OnnxEngine({str(tmp_path)!r})\n"
+        "f = e.infer(np.zeros((100, 150, 3), np.uint8))\n"
+        "assert f.patch_tokens.shape == (8, 8, 384), f.patch_tokens.shape\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
