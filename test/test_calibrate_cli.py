@@ -64,3 +64,19 @@ def test_existing_output_and_unreadable_images(tmp_path, capsys):
     cv2.imwrite(str(tmp_path / "not_in_folder.png"), np.zeros((14, 14, 3), np.uint8))
     assert main(["calibrate", "--images", str(empty), "--out", str(tmp_path / "y")]) == 2
     assert "no frames" in capsys.readouterr().err
+
+
+def test_features_runs_an_artifact_through_onnx_runtime(bag, tmp_path, capsys):
+    art = tmp_path / "art"
+    assert main(["calibrate", "--bag", str(bag), "--size", "56x56", "--frames", "4", "--holdout", "0",
+                 "--method", "minmax", "--out", str(art)]) == 0
+    image = tmp_path / "f.png"
+    cv2.imwrite(str(image), np.full((56, 56, 3), 90, np.uint8))
+    out = tmp_path / "f.npz"
+    assert main(["features", "--model", str(art), "--image", str(image), "--out", str(out), "--facet", "value",
+                 "--pca-png", str(tmp_path / "p.png")]) == 0
+    data = np.load(out)
+    assert data["patch_tokens"].shape == (4, 4, 384) and data["facet"].shape == (4, 4, 384)
+    assert json.loads(str(data["meta"]))["fingerprint"] and (tmp_path / "p.png").exists()
+    assert main(["features", "--model", str(art), "--image", str(image), "--out", str(out), "--size", "112x112"]) == 2
+    assert "exported for 56x56" in capsys.readouterr().err

@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     if size != (rgb.shape[1], rgb.shape[0]):
         print(f"[spatialq] resizing {rgb.shape[1]}x{rgb.shape[0]} -> {size[0]}x{size[1]}", file=sys.stderr)
 
+    from pathlib import Path
+
+    if args.model and (Path(args.model) / "quant.json").is_file():
+        return _run_artifact(args, rgb, size, facet)
     model, info = load_backbone(args.model) if args.model else default_backbone()
     if not info.trained:
         warn_untrained()
@@ -70,6 +74,42 @@ def run(args: argparse.Namespace) -> int:
     if args.pca_png:
         write_pca_picture(args.pca_png, resize_rgb(rgb, size), arrays["patch_tokens"], info.trained)
         print(f"wrote {args.pca_png}")
+    return 0
+
+
+def _run_artifact(args, rgb, size, facet) -> int:
+    """A W4A8 artifact runs through ONNX Runtime (its QDQ graph), as on the robot: no torch."""
+    import json
+
+    import numpy as np
+
+    from ..atomic import save_npz_atomic
+    from ..backbone.preprocess import resize_rgb
+    from ..banner import warn_untrained
+    from ..errors import SpatialqError
+    from ..runtime.onnx_engine import OnnxEngine
+
+    engine = OnnxEngine(args.model)
+    if tuple(size) != tuple(engine.size) and args.size:
+        raise SpatialqError(f"artifact {args.model} was exported for {engine.size[0]}x{engine.size[1]}, "
+                            f"not {size[0]}x{size[1]}")
+    if facet not in (None, "value") or (args.layer is not None and args.layer % engine.meta["depth"]
+                                        != engine.meta["facet_layer"] % engine.meta["depth"]):
+        raise SpatialqError(f"artifact graphs output only the value facet of block {engine.meta['facet_layer']}")
+    if not engine.trained:
+        warn_untrained()
+    out = engine.infer(rgb)
+    arrays = {"patch_tokens": out.patch_tokens, "cls_token": out.cls_token}
+    if facet:
+        arrays["facet"] = out.value_facet
+    meta = {"artifact": str(args.model), "fingerprint": engine.fingerprint, "trained": engine.trained,
+            "size": list(engine.size), "layer": engine.meta["facet_layer"] if facet else None, "facet": facet}
+    save_npz_atomic(args.out, meta=np.array(json.dumps(meta)), **arrays)
+    h, w, c = out.patch_tokens.shape
+    print(f"wrote {args.out}: patch_tokens {h}x{w}x{c} from W4A8 artifact (ONNX Runtime)"
+          + ("" if engine.trained else "  [UNTRAINED]"))
+    if args.pca_png:
+        write_pca_picture(args.pca_png, resize_rgb(rgb, engine.size), out.patch_tokens, engine.trained)
     return 0
 
 
