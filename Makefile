@@ -13,6 +13,8 @@ $(STAMP): requirements.txt setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.txt
+	# erqa is the reference for our ERQA; --no-deps: it would pull the GUI opencv-python over the headless one
+	$(PY) -m pip install -q --no-deps erqa==1.1.2
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

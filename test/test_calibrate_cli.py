@@ -32,7 +32,8 @@ def test_calibrate_writes_a_complete_artifact(bag, tmp_path, capsys):
     assert {"quant.json", "weights.safetensors", "model.onnx", "model_int4.onnx", "fp32.onnx", "report.md",
             "report.json"} <= {p.name for p in out.iterdir()}
     report = json.loads((out / "report.json").read_text())
-    assert 0 < report["torch_fake_quant"]["patch_cosine"] <= 1 and report["int4_vs_fp32_size"] < 0.2
+    assert 0 < report["fidelity"]["minmax"]["patch_cosine"] <= 1 and report["int4_vs_fp32_size"] < 0.2
+    assert len(report["fidelity"]["minmax"]["block_cosine"]) == 12 and (out / "block_cosine.png").exists()
     assert "UNTRAINED" in (out / "report.md").read_text() and "UNTRAINED" in capsys.readouterr().out
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".art")]
 

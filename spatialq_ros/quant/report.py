@@ -1,32 +1,75 @@
-"""Held-out fidelity of a quantized backbone against FP32: what the calibration report tabulates."""
+"""Held-out comparison of quantized backbones against FP32: what the calibration report tabulates."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from ..metrics.corners import corner_preservation
+from ..metrics.erqa import erqa
+from ..viz.feature_pca import pca_basis, pca_rgb
+from ..viz.pictures import upscale_nearest
 
 
 def patch_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(torch.nn.functional.cosine_similarity(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]),
-                                                       dim=-1).mean())
+    return float(F.cosine_similarity(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]), dim=-1).mean())
 
 
 def nn_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     """Share of patches whose nearest other patch (cosine, same frame) is the same in both models."""
     agree = []
     for x, y in zip(a.reshape(a.shape[0], -1, a.shape[-1]), b.reshape(b.shape[0], -1, b.shape[-1])):
-        sx = torch.nn.functional.normalize(x, dim=-1) @ torch.nn.functional.normalize(x, dim=-1).T
-        sy = torch.nn.functional.normalize(y, dim=-1) @ torch.nn.functional.normalize(y, dim=-1).T
+        sx = F.normalize(x, dim=-1) @ F.normalize(x, dim=-1).T
+        sy = F.normalize(y, dim=-1) @ F.normalize(y, dim=-1).T
         sx.fill_diagonal_(-2)
         sy.fill_diagonal_(-2)
         agree.append(float((sx.argmax(dim=1) == sy.argmax(dim=1)).float().mean()))
     return float(np.mean(agree))
 
 
+def pca_pictures(tokens: torch.Tensor, basis: np.ndarray, size: tuple[int, int]) -> list[np.ndarray]:
+    return [upscale_nearest(pca_rgb(t.numpy(), basis), size) for t in tokens]
+
+
 @torch.no_grad()
-def fidelity(reference, model, images: torch.Tensor) -> dict[str, float]:
-    ref = reference.extract(images)
-    out = model.extract(images)
-    return {"patch_cosine": patch_cosine(out.patch_tokens, ref.patch_tokens),
-            "cls_cosine": patch_cosine(out.cls_token, ref.cls_token),
-            "nn_agreement": nn_agreement(out.patch_tokens, ref.patch_tokens)}
+def fidelity(reference, model, images: torch.Tensor) -> dict:
+    """Final patch/CLS cosine, NN agreement, per-block cosine, and ERQA 1.1 + corner preservation on the
+    feature-PCA pictures (one PCA basis, fitted on the FP32 tokens)."""
+    depth = len(reference.blocks)
+    blocks = tuple(range(depth))
+    ref = reference.extract(images, layers=blocks)
+    out = model.extract(images, layers=blocks)
+    size = (images.shape[-1], images.shape[-2])
+    basis = pca_basis(ref.patch_tokens.numpy())
+    ref_pics = pca_pictures(ref.patch_tokens, basis, size)
+    out_pics = pca_pictures(out.patch_tokens, basis, size)
+    return {
+        "patch_cosine": patch_cosine(out.patch_tokens, ref.patch_tokens),
+        "cls_cosine": patch_cosine(out.cls_token, ref.cls_token),
+        "nn_agreement": nn_agreement(out.patch_tokens, ref.patch_tokens),
+        "block_cosine": [patch_cosine(out.intermediate[b], ref.intermediate[b]) for b in blocks],
+        "erqa_pca": float(np.mean([erqa(o, r) for o, r in zip(out_pics, ref_pics)])),
+        "corner_preservation": float(np.mean([corner_preservation(o, r) for o, r in zip(out_pics, ref_pics)])),
+    }
+
+
+def plot_block_cosine(results: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
+    for name, result in results.items():
+        ax.plot(range(len(result["block_cosine"])), result["block_cosine"], marker="o", label=name)
+    ax.set_xlabel("block")
+    ax.set_ylabel("patch cosine vs FP32")
+    ax.set_title("Where the W4A8 error builds up (held-out frames)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,63 @@
+"""Field head files: one .npz (no pickle) with the weights and a JSON header, written atomically.
+
+The header carries a format name and version, so an old reader refuses a newer file with a clear
+message instead of misreading it, plus the backbone fingerprint and frame size the head was fitted at.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ...atomic import save_npz_atomic
+from ...errors import SpatialqError
+from .head import KINDS, FieldHead
+
+FORMAT = "spatialq-field-head"
+VERSION = 1
+
+
+def save_head(path: str | Path, head: FieldHead) -> None:
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": head.kind,
+        "dim": head.dim,
+        "bias": head.bias,
+        "threshold": head.threshold,
+        "fingerprint": head.fingerprint,
+        "size": list(head.size),
+    }
+    save_npz_atomic(path, header=np.array(json.dumps(header)), weights=head.weights.astype(np.float32))
+
+
+def load_head(path: str | Path) -> FieldHead:
+    path = Path(path)
+    if not path.is_file():
+        raise SpatialqError(f"{path}: field head file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            weights = np.asarray(data["weights"], dtype=np.float32)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise SpatialqError(f"{path}: not a field head file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise SpatialqError(f"{path}: not a field head file (no {FORMAT!r} header)")
+    if header.get("version") != VERSION:
+        raise SpatialqError(f"{path}: field head format version {header.get('version')}, this build reads {VERSION}")
+    try:
+        kind, dim = header["kind"], int(header["dim"])
+        bias, threshold = float(header["bias"]), float(header["threshold"])
+        fingerprint, size = str(header["fingerprint"]), (int(header["size"][0]), int(header["size"][1]))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise SpatialqError(f"{path}: field head header is incomplete ({exc})") from None
+    if kind not in KINDS:
+        raise SpatialqError(f"{path}: unknown field head kind {kind!r} (expected one of {', '.join(KINDS)})")
+    if weights.ndim != 2 or weights.shape[1] != dim or (kind == "linear" and weights.shape[0] != 1):
+        raise SpatialqError(f"{path}: weights of shape {weights.shape} do not fit a {kind} head of dim {dim}")
+    if not np.isfinite(weights).all():
+        raise SpatialqError(f"{path}: field head weights contain NaN or inf")
+    return FieldHead(kind, weights, bias, threshold, fingerprint, size, name=f"field head {path}")

@@ -1,0 +1,26 @@
+"""Reference engine: the torch backbone (FP32 or the fake-quant W4A8 model). Never on the deploy path."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..backbone.checkpoint import CheckpointInfo
+from ..backbone.preprocess import preprocess
+from ..backbone.vit import DinoVisionTransformer
+from .engine import Features
+
+
+class TorchEngine:
+    def __init__(self, model: DinoVisionTransformer, info: CheckpointInfo, size: tuple[int, int],
+                 facet_layer: int = -1, fingerprint: str | None = None) -> None:
+        self.model = model.eval()
+        self.size = size
+        self.facet_layer = facet_layer
+        self.trained = info.trained
+        self.fingerprint = fingerprint or f"torch-fp32:{info.sha256}"
+
+    @torch.inference_mode()
+    def infer(self, rgb: np.ndarray) -> Features:
+        out = self.model.extract(torch.from_numpy(preprocess(rgb, self.size)), facet_layer=self.facet_layer)
+        return Features(out.patch_tokens[0].numpy(), out.cls_token[0].numpy(), out.facet[0].numpy())
