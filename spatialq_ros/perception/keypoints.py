@@ -62,9 +62,10 @@ def detect(rgb: np.ndarray, tokens: np.ndarray, config: KeypointConfig = Keypoin
     v = (rows * PATCH + best // PATCH).astype(np.float32).ravel()
     u = (cols * PATCH + best % PATCH).astype(np.float32).ravel()
     s = best_score.ravel()
-    keep = s > config.threshold
-    order = np.argsort(-s[keep], kind="stable")
-    idx = np.flatnonzero(keep)[order]
+    keep = np.flatnonzero(s > config.threshold)
+    # Ties broken by cell index, on scores rounded to 1e-3: cv2's threaded filters can differ in the last
+    # bit between calls, which must not reorder equally strong cells.
+    idx = keep[np.lexsort((keep, -np.round(s[keep], 3)))]
     if config.nms_radius > 0:
         idx = _nms(u, v, idx, config.nms_radius, config.max_keypoints)
     idx = idx[: config.max_keypoints]
@@ -72,8 +73,9 @@ def detect(rgb: np.ndarray, tokens: np.ndarray, config: KeypointConfig = Keypoin
     if config.subpixel_descriptors:
         desc = _bilinear(tokens, (u[idx] + 0.5) / PATCH - 0.5, (v[idx] + 0.5) / PATCH - 0.5)
     else:
-        desc = tokens[r, c].astype(np.float32)
-    desc /= np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
+        desc = tokens[r, c]
+    desc = desc.astype(np.float64)  # normalise in float64: float32 SIMD sums vary with alignment
+    desc = (desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)).astype(np.float32)
     return Keypoints(u[idx], v[idx], s[idx].astype(np.float32), r, c, desc)
 
 

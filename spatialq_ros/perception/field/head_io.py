@@ -28,6 +28,7 @@ def save_head(path: str | Path, head: FieldHead) -> None:
         "dim": head.dim,
         "bias": head.bias,
         "threshold": head.threshold,
+        "scale": head.scale,
         "fingerprint": head.fingerprint,
         "size": list(head.size),
     }
@@ -50,7 +51,7 @@ def load_head(path: str | Path) -> FieldHead:
         raise SpatialqError(f"{path}: field head format version {header.get('version')}, this build reads {VERSION}")
     try:
         kind, dim = header["kind"], int(header["dim"])
-        bias, threshold = float(header["bias"]), float(header["threshold"])
+        bias, threshold, scale = float(header["bias"]), float(header["threshold"]), float(header["scale"])
         fingerprint, size = str(header["fingerprint"]), (int(header["size"][0]), int(header["size"][1]))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise SpatialqError(f"{path}: field head header is incomplete ({exc})") from None
@@ -60,4 +61,6 @@ def load_head(path: str | Path) -> FieldHead:
         raise SpatialqError(f"{path}: weights of shape {weights.shape} do not fit a {kind} head of dim {dim}")
     if not np.isfinite(weights).all():
         raise SpatialqError(f"{path}: field head weights contain NaN or inf")
-    return FieldHead(kind, weights, bias, threshold, fingerprint, size, name=f"field head {path}")
+    if not all(np.isfinite([bias, threshold, scale])) or scale <= 0:
+        raise SpatialqError(f"{path}: field head bias, threshold and scale must be finite, scale > 0")
+    return FieldHead(kind, weights, bias, threshold, scale, fingerprint, size, name=f"field head {path}")

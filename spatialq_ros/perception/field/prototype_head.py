@@ -2,7 +2,8 @@
 
 No training: the prototype is the renormalised mean of the unit patch tokens inside the reference
 mask, and tau = max(P95 cosine on background patches, P5 cosine on field patches), i.e. the threshold
-rejects 95 % of the background and, when the classes separate, keeps 95 % of the field.
+rejects 95 % of the background and, when the classes separate, keeps 95 % of the field. One scalar
+is fitted: the slope that turns cos - tau into a calibrated logit (Platt scaling, zero kept at tau).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_expit
 
 from .head import FieldHead, unit_rows
 from .references import Reference, gather_references
@@ -36,4 +39,20 @@ def fit_prototype_head(
     prototypes = unit_rows(np.stack(prototypes)).astype(np.float32)
     cosine = (unit @ prototypes.T).max(axis=1)
     tau = max(np.percentile(cosine[~field], 95), np.percentile(cosine[field], 5))
-    return FieldHead("prototype", prototypes, 0.0, float(tau), fingerprint, tuple(size))
+    margin = (cosine - tau).astype(np.float64)
+    return FieldHead("prototype", prototypes, 0.0, float(tau), platt_slope(margin, fractions), fingerprint,
+                     tuple(size))
+
+
+def platt_slope(margin: np.ndarray, targets: np.ndarray) -> float:
+    """Slope s minimising the class-balanced cross-entropy of sigmoid(s * margin) against soft targets."""
+    y = targets.astype(np.float64)
+    share = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+    w_field, w_back = 0.5 / share, 0.5 / (1 - share)
+
+    def loss(log_slope: float) -> float:
+        z = np.exp(log_slope) * margin
+        return float(-(w_field * y * log_expit(z) + w_back * (1 - y) * log_expit(-z)).mean())
+
+    best = minimize_scalar(loss, bounds=(np.log(0.1), np.log(1e4)), method="bounded")
+    return float(np.exp(best.x))
