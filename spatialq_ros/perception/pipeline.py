@@ -1,0 +1,66 @@
+"""One frame in, everything out: one backbone pass feeds keypoints, place recognition and the field head."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..backbone.preprocess import resize_rgb
+from ..runtime.engine import Engine, Features
+from .keypoints import KeypointConfig, Keypoints, detect
+from .place.recognizer import PlaceMatch, PlaceRecognizer
+
+
+@dataclass
+class PipelineResult:
+    frame: np.ndarray  # the RGB frame at backbone size; keypoint and mask coordinates refer to it
+    features: Features
+    keypoints: Keypoints | None = None
+    place: PlaceMatch | None = None
+    field_mask: np.ndarray | None = None  # (H, W) uint8 0/255
+    polygons: list | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Heads are optional: pass None to switch one off."""
+
+    def __init__(self, engine: Engine, keypoints: KeypointConfig | None = KeypointConfig(),
+                 place: PlaceRecognizer | None = None, field_head=None, upsample: str = "guided") -> None:
+        self.engine = engine
+        self.keypoint_config = keypoints
+        self.place = place
+        self.field_head = field_head
+        self.upsample = upsample
+        if field_head is not None:
+            field_head.require_backbone(engine.fingerprint, engine.size)
+
+    def process(self, rgb: np.ndarray) -> PipelineResult:
+        timings = {}
+        t = time.perf_counter()
+        frame = resize_rgb(rgb, self.engine.size)
+        features = self.engine.infer(frame)
+        timings["backbone"] = _ms(t)
+        result = PipelineResult(frame, features, timings_ms=timings)
+        if self.keypoint_config is not None:
+            t = time.perf_counter()
+            result.keypoints = detect(frame, features.patch_tokens, self.keypoint_config)
+            timings["keypoints"] = _ms(t)
+        if self.place is not None:
+            t = time.perf_counter()
+            result.place = self.place.match(features.value_facet)
+            timings["place"] = _ms(t)
+        if self.field_head is not None:
+            from .field import field_mask, mask_polygons
+
+            t = time.perf_counter()
+            result.field_mask = field_mask(self.field_head.logits(features.patch_tokens), frame, self.upsample)
+            result.polygons = mask_polygons(result.field_mask)
+            timings["field"] = _ms(t)
+        return result
+
+
+def _ms(start: float) -> float:
+    return 1000.0 * (time.perf_counter() - start)
