@@ -1,8 +1,9 @@
 """A trained field head: patch tokens of one backbone pass -> patch logits (> 0 means field).
 
 Both kinds score a token linearly: the linear head with its weight vector, the prototype head with
-the cosine to its nearest unit prototype. Logits of both are calibrated (sigmoid = field probability),
-so the edge-aware upsampler can weigh a confident patch against a doubtful one. The head remembers the backbone (fingerprint) and frame
+the cosine to its nearest unit prototype. Logits of both read as log-odds of field, so the edge-aware
+upsampler can weigh a confident patch against a doubtful one; the prototype head gets one scale for each
+side of its threshold (see prototype_head.py), the linear head is trained in log-odds. The head remembers the backbone (fingerprint) and frame
 size it was fitted at, because tokens of another backbone or resolution are not comparable.
 """
 
@@ -23,7 +24,8 @@ class FieldHead:
     weights: np.ndarray  # prototype: (K, C) unit prototypes; linear: (1, C) weight vector
     bias: float  # added to the linear score (0 for prototypes)
     threshold: float  # prototype: tau on the cosine; linear: 0 on the logit
-    scale: float  # logit = scale * (score - threshold): puts prototype cosines in calibrated logit units
+    scale_above: float  # logit = scale_above * (score - threshold) where the score passes the threshold,
+    scale_below: float  # and scale_below * (score - threshold) where it does not
     fingerprint: str  # backbone + quantization the tokens came from
     size: tuple[int, int]  # (W, H) frame size the backbone saw when the head was fitted
     name: str = "field head"  # how errors refer to it (the file it was loaded from)
@@ -40,7 +42,7 @@ class FieldHead:
             raise SpatialqError(f"{self.name} was fitted at {self.size[0]}x{self.size[1]}, not {size[0]}x{size[1]}")
 
     def logits(self, tokens: np.ndarray) -> np.ndarray:
-        """(h, w, C) float tokens -> (h, w) float32 logits; 0 is the decision boundary, sigmoid = P(field)."""
+        """(h, w, C) float tokens -> (h, w) float32 logits; > 0 is field."""
         tokens = np.asarray(tokens)
         if tokens.ndim != 3:
             raise SpatialqError(f"{self.name} expects a (h, w, C) token grid, got shape {tokens.shape}")
@@ -51,7 +53,9 @@ class FieldHead:
             score = (unit_rows(flat) @ self.weights.T).max(axis=1)
         else:
             score = flat @ self.weights[0] + self.bias
-        return (self.scale * (score - self.threshold)).reshape(tokens.shape[:2]).astype(np.float32)
+        margin = score - self.threshold
+        logits = margin * np.where(margin > 0, self.scale_above, self.scale_below)
+        return logits.reshape(tokens.shape[:2]).astype(np.float32)
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

@@ -28,7 +28,8 @@ def save_head(path: str | Path, head: FieldHead) -> None:
         "dim": head.dim,
         "bias": head.bias,
         "threshold": head.threshold,
-        "scale": head.scale,
+        "scale_above": head.scale_above,
+        "scale_below": head.scale_below,
         "fingerprint": head.fingerprint,
         "size": list(head.size),
     }
@@ -51,7 +52,8 @@ def load_head(path: str | Path) -> FieldHead:
         raise SpatialqError(f"{path}: field head format version {header.get('version')}, this build reads {VERSION}")
     try:
         kind, dim = header["kind"], int(header["dim"])
-        bias, threshold, scale = float(header["bias"]), float(header["threshold"]), float(header["scale"])
+        bias, threshold = float(header["bias"]), float(header["threshold"])
+        scales = float(header["scale_above"]), float(header["scale_below"])
         fingerprint, size = str(header["fingerprint"]), (int(header["size"][0]), int(header["size"][1]))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise SpatialqError(f"{path}: field head header is incomplete ({exc})") from None
@@ -61,6 +63,6 @@ def load_head(path: str | Path) -> FieldHead:
         raise SpatialqError(f"{path}: weights of shape {weights.shape} do not fit a {kind} head of dim {dim}")
     if not np.isfinite(weights).all():
         raise SpatialqError(f"{path}: field head weights contain NaN or inf")
-    if not all(np.isfinite([bias, threshold, scale])) or scale <= 0:
-        raise SpatialqError(f"{path}: field head bias, threshold and scale must be finite, scale > 0")
-    return FieldHead(kind, weights, bias, threshold, scale, fingerprint, size, name=f"field head {path}")
+    if not np.isfinite([bias, threshold, *scales]).all() or min(scales) <= 0:
+        raise SpatialqError(f"{path}: field head bias, threshold and scales must be finite, scales > 0")
+    return FieldHead(kind, weights, bias, threshold, *scales, fingerprint, size, name=f"field head {path}")

@@ -48,4 +48,4 @@ def fit_linear_head(
     result = minimize(loss_and_grad, np.zeros(dim + 1), jac=True, method="L-BFGS-B",
                       options={"maxiter": max_iter})
     w, b = result.x[:dim] / std, result.x[dim] - (result.x[:dim] / std) @ mean
-    return FieldHead("linear", w[None].astype(np.float32), float(b), 0.0, 1.0, fingerprint, tuple(size))
+    return FieldHead("linear", w[None].astype(np.float32), float(b), 0.0, 1.0, 1.0, fingerprint, tuple(size))

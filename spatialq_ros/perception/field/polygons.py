@@ -38,8 +38,8 @@ def simplify(contour: np.ndarray, epsilon: float) -> np.ndarray:
 def mask_polygons(mask: np.ndarray, epsilon: float = 1.5, min_area: float = 50.0) -> list[Polygon]:
     """(H, W) mask (nonzero = field) -> polygons sorted by area, largest first.
 
-    epsilon: Douglas-Peucker tolerance in pixels (0 keeps every border pixel); min_area: fields and
-    holes smaller than this many square pixels are dropped (noise specks, pinholes).
+    epsilon: Douglas-Peucker tolerance in pixels (0 keeps every border pixel); min_area: fields (net of
+    their holes) and holes smaller than this many square pixels are dropped (noise specks, pinholes).
     """
     mask = np.asarray(mask)
     if mask.ndim != 2 or mask.size == 0:
@@ -55,7 +55,7 @@ def mask_polygons(mask: np.ndarray, epsilon: float = 1.5, min_area: float = 50.0
         if links[i][3] != -1:
             continue
         exterior = simplify(contour, epsilon)
-        if len(exterior) < 3 or ring_area(exterior) < min_area:
+        if len(exterior) < 3:
             continue
         holes = []
         child = links[i][2]
@@ -64,5 +64,7 @@ def mask_polygons(mask: np.ndarray, epsilon: float = 1.5, min_area: float = 50.0
             if len(hole) >= 3 and ring_area(hole) >= min_area:
                 holes.append(hole)
             child = links[child][0]
-        polygons.append(Polygon(exterior, sorted(holes, key=ring_area, reverse=True)))
+        polygon = Polygon(exterior, sorted(holes, key=ring_area, reverse=True))
+        if polygon.area >= min_area:
+            polygons.append(polygon)
     return sorted(polygons, key=lambda p: p.area, reverse=True)

@@ -2,8 +2,12 @@
 
 No training: the prototype is the renormalised mean of the unit patch tokens inside the reference
 mask, and tau = max(P95 cosine on background patches, P5 cosine on field patches), i.e. the threshold
-rejects 95 % of the background and, when the classes separate, keeps 95 % of the field. One scalar
-is fitted: the slope that turns cos - tau into a calibrated logit (Platt scaling, zero kept at tau).
+rejects 95 % of the background and, when the classes separate, keeps 95 % of the field.
+
+tau sits at the lower tail of the field cosines, far from the background ones, so cos - tau is lopsided
+(field patches barely above 0, background far below). Each side gets its own scale so that the median
+reference field patch scores +CONFIDENT and the median background patch -CONFIDENT: the sign (and tau)
+is untouched, but the upsampler's local averages no longer let the background side outvote the field.
 """
 
 from __future__ import annotations
@@ -11,13 +15,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_expit
 
+from ...errors import SpatialqError
 from .head import FieldHead, unit_rows
 from .references import Reference, gather_references
 
 FIELD_FRACTION = 0.5  # a patch counts as field when at least half of it is inside the mask
+CONFIDENT = 4.0  # logit of a typical patch (sigmoid 0.98)
 
 
 def fit_prototype_head(
@@ -38,21 +42,12 @@ def fit_prototype_head(
             prototypes.append(unit[inside].mean(axis=0))
     prototypes = unit_rows(np.stack(prototypes)).astype(np.float32)
     cosine = (unit @ prototypes.T).max(axis=1)
-    tau = max(np.percentile(cosine[~field], 95), np.percentile(cosine[field], 5))
-    margin = (cosine - tau).astype(np.float64)
-    return FieldHead("prototype", prototypes, 0.0, float(tau), platt_slope(margin, fractions), fingerprint,
-                     tuple(size))
-
-
-def platt_slope(margin: np.ndarray, targets: np.ndarray) -> float:
-    """Slope s minimising the class-balanced cross-entropy of sigmoid(s * margin) against soft targets."""
-    y = targets.astype(np.float64)
-    share = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
-    w_field, w_back = 0.5 / share, 0.5 / (1 - share)
-
-    def loss(log_slope: float) -> float:
-        z = np.exp(log_slope) * margin
-        return float(-(w_field * y * log_expit(z) + w_back * (1 - y) * log_expit(-z)).mean())
-
-    best = minimize_scalar(loss, bounds=(np.log(0.1), np.log(1e4)), method="bounded")
-    return float(np.exp(best.x))
+    tau = float(max(np.percentile(cosine[~field], 95), np.percentile(cosine[field], 5)))
+    margin = cosine - tau
+    field_above, background_below = margin[field & (margin > 0)], -margin[~field & (margin < 0)]
+    if field_above.size == 0 or background_below.size == 0:
+        raise SpatialqError("prototype field head: reference field and background patches look alike "
+                            "(no cosine threshold separates them)")
+    scale_above = CONFIDENT / float(np.median(field_above))
+    scale_below = CONFIDENT / float(np.median(background_below))
+    return FieldHead("prototype", prototypes, 0.0, tau, scale_above, scale_below, fingerprint, tuple(size))
