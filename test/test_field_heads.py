@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -191,3 +193,10 @@ def test_saving_into_a_missing_folder_fails_cleanly(tmp_path):
     with pytest.raises(SpatialqError, match="does not exist"):
         save_head(tmp_path / "nope" / "field.npz", head)
     assert os.listdir(tmp_path) == []
+
+
+def test_field_and_metrics_modules_load_without_torch():
+    """The deploy path runs heads and metrics next to an ONNX/TensorRT engine, where torch is not installed."""
+    code = ("import sys; import spatialq_ros.perception.field, spatialq_ros.metrics.erqa, "
+            "spatialq_ros.metrics.segmentation; sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

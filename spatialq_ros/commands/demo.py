@@ -1,7 +1,8 @@
 """`spatialq demo`: the main job end to end on the embedded default.
 
-Today: simulate a farmland flight, run the default backbone on frames of it, and write feature pictures
-and a short report. Calibration, map building, the heads and replay join as they land.
+Simulate a farmland flight, calibrate the backbone to W4A8 (GPLQ) on its first frames, build a place map
+from its first pass, train the field head, and score everything on the whole flight with the W4A8
+artifact on ONNX Runtime; plus feature pictures. ROS replay joins when the nodes land.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (replaced), default demo_out/")
     parser.add_argument("--frames", type=int, default=120, help="frames to simulate, default 120")
-    parser.add_argument("--size", default="448x448", help="frame and backbone size WxH, default 448x448")
+    parser.add_argument("--size", default="224x224", help="frame and backbone size WxH, default 224x224")
+    parser.add_argument("--calibration-frames", type=int, default=32, help="GPLQ calibration frames")
     parser.add_argument("--pictures", type=int, default=6, help="frames shown in the feature picture")
 
 
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     sheet = np.vstack([np.vstack([r, np.full((4, r.shape[1], 3), 255, np.uint8)]) for r in rows])
     write_png(out / "features.png", sheet if info.trained else stamp_untrained(sheet))
 
+    steps = _pipeline_steps(args, out, bag)
+
     banner = "" if info.trained else f"> **{UNTRAINED_WARNING}**\n\n"
     (out / "report.md").write_text(
         f"# spatialq demo\n\n{banner}"
@@ -75,7 +79,36 @@ def run(args: argparse.Namespace) -> int:
         f"- flight: {args.frames} frames simulated in {sim_s:.1f} s -> `flight/`\n"
         f"- backbone (torch fp32, reference engine): median {1000 * float(np.median(latencies)):.0f} ms/frame "
         f"on {len(latencies)} frames\n\n"
+        + steps +
         "## Feature pictures\n\nEach row: camera frame | first three PCA components of the final patch tokens "
         "(one basis for all rows) | ground-truth field mask.\n\n![features](features.png)\n")
     print(f"wrote {out}/report.md and {out}/features.png" + ("" if info.trained else "  [UNTRAINED]"))
     return 0
+
+
+def _pipeline_steps(args, out: Path, bag: Path) -> str:
+    """Calibrate, map, head, eval: the same commands a user runs, in order; stops at the first failure."""
+    from ..cli import main
+    from ..errors import SpatialqError
+
+    first_pass = int(args.frames / 1.35)  # the flight loops 1.35 times: the rest revisits the map
+    steps = [
+        ("calibrate", ["calibrate", "--bag", str(bag), "--size", args.size, "--frames", str(args.calibration_frames),
+                       "--holdout", "8", "--qwt", "--out", str(out / "w4a8")]),
+        ("build-map", ["build-map", "--bag", str(bag), "--model", str(out / "w4a8"), "--size", args.size,
+                       "--frames", str(first_pass), "--out", str(out / "map.npz")]),
+        ("train-field-head", ["train-field-head", "--bag", str(bag), "--model", str(out / "w4a8"), "--size", args.size,
+                              "--frames", "20", "--out", str(out / "field_head.npz")]),
+        ("eval", ["eval", "--bag", str(bag), "--model", str(out / "w4a8"), "--size", args.size,
+                  "--map", str(out / "map.npz"), "--field-head", str(out / "field_head.npz"), "--out", str(out / "eval")]),
+    ]
+    times = []
+    for name, argv in steps:
+        t = time.perf_counter()
+        if main(argv) != 0:
+            raise SpatialqError(f"demo step {name} failed (see the line above)")
+        times.append(f"| {name} | {time.perf_counter() - t:.0f} s |")
+    return ("## Pipeline (W4A8 artifact on ONNX Runtime)\n\n| step | time |\n| --- | --- |\n" + "\n".join(times)
+            + "\n\n- calibration report: [w4a8/report.md](w4a8/report.md)\n"
+            "- perception scores (keypoint repeatability, field IoU / boundary F, VPR recall): "
+            "[eval/report.md](eval/report.md)\n\n")

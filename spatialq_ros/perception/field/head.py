@@ -1,10 +1,10 @@
 """A trained field head: patch tokens of one backbone pass -> patch logits (> 0 means field).
 
-Both kinds score a token linearly: the linear head with its weight vector, the prototype head with
-the cosine to its nearest unit prototype. Logits of both read as log-odds of field, so the edge-aware
-upsampler can weigh a confident patch against a doubtful one; the prototype head gets one scale for each
-side of its threshold (see prototype_head.py), the linear head is trained in log-odds. The head remembers the backbone (fingerprint) and frame
-size it was fitted at, because tokens of another backbone or resolution are not comparable.
+Both kinds score a token linearly: the linear head with its weight vector (trained in log-odds), the
+prototype head with the cosine to its nearest unit prototype, scaled on each side of its threshold
+(see prototype_head.py). Either way a typical patch scores a few units from 0, so the edge-aware
+upsampler can weigh a confident patch against a doubtful one. The head remembers the backbone
+(fingerprint) and frame size it was fitted at: tokens of another backbone or resolution do not compare.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ...errors import SpatialqError
 KINDS = ("prototype", "linear")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FieldHead:
     kind: str  # "prototype" or "linear"
     weights: np.ndarray  # prototype: (K, C) unit prototypes; linear: (1, C) weight vector

@@ -15,7 +15,7 @@ import numpy as np
 from ...errors import SpatialqError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Polygon:
     exterior: np.ndarray  # (N, 2) float64 x, y pixel coordinates, N >= 3
     holes: list[np.ndarray] = field(default_factory=list)  # each (M, 2), M >= 3

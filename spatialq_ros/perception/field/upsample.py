@@ -84,10 +84,6 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float, s
     return out
 
 
-def cell_pixels(logits: np.ndarray, shape: tuple[int, int]) -> float:
-    return shape[0] / logits.shape[0]
-
-
 def guided_upsample(logits: np.ndarray, rgb: np.ndarray, radius: int | None = None, eps: float = 1e-3,
                     colour: bool = True, subsample: int = 2) -> np.ndarray:
     """Bilinear probability refined by the guided filter, the frame (colour, or its grey) as guide.
@@ -96,7 +92,7 @@ def guided_upsample(logits: np.ndarray, rgb: np.ndarray, radius: int | None = No
     can be off by.
     """
     shape = rgb.shape[:2]
-    radius = round(cell_pixels(logits, shape)) if radius is None else radius
+    radius = round(shape[0] / logits.shape[0]) if radius is None else radius
     guide = unit_image(rgb)
     if not colour:
         guide = cv2.cvtColor(guide, cv2.COLOR_RGB2GRAY)
