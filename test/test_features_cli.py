@@ -89,13 +89,17 @@ def test_unreadable_image(tmp_path, capsys):
 
 def test_demo_writes_report_and_pictures_marked_untrained(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--frames", "12", "--size", "112x84", "--pictures", "2"]) == 0
+    args = ["demo", "--out", str(out), "--frames", "16", "--size", "112x84", "--pictures", "2",
+            "--calibration-frames", "4"]
+    assert main(args) == 0
     report = (out / "report.md").read_text()
-    assert "UNTRAINED" in report and "features.png" in report
+    assert "UNTRAINED" in report and "features.png" in report and "eval/report.md" in report
+    assert (out / "w4a8" / "model_int4.onnx").exists() and (out / "map.npz").exists()
+    assert "Recall@1" in (out / "eval" / "report.md").read_text()
     sheet = read_rgb(out / "features.png")
     assert sheet.shape[1] == 3 * 112 + 8 and (sheet[:3, :, 0] > 150).mean() > 0.5
     assert (out / "flight" / "metadata.yaml").exists()
-    assert main(["demo", "--out", str(out), "--frames", "12", "--size", "112x84", "--pictures", "2"]) == 0
+    assert main(args) == 0
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.tex").write_text("keep me")
     assert main(["demo", "--out", str(tmp_path / "precious")]) == 2
