@@ -22,6 +22,7 @@ COMMANDS = {
     "train-field-head": "Train the field-boundary head from images and masks.",
     "eval": "Score keypoints, place recognition and field boundaries on a simulated flight.",
     "calibrate": "GPLQ (or min-max) calibration of the backbone to W4A8.",
+    "bench": "W4A8 engines vs FP32 and ORT INT8 baselines: latency, memory, size, fidelity.",
 }
 
 

@@ -29,7 +29,7 @@ def test_calibrate_writes_a_complete_artifact(bag, tmp_path, capsys):
     out = tmp_path / "art"
     assert main(["calibrate", "--bag", str(bag), "--size", "56x56", "--frames", "8", "--holdout", "2",
                  "--method", "minmax", "--out", str(out)]) == 0
-    assert {"quant.json", "weights.safetensors", "model.onnx", "model_int4.onnx", "fp32.onnx", "report.md",
+    assert {"quant.json", "weights.safetensors", "model.onnx", "model_int4.onnx", "model_cpu.onnx", "fp32.onnx", "report.md",
             "report.json"} <= {p.name for p in out.iterdir()}
     report = json.loads((out / "report.json").read_text())
     assert 0 < report["fidelity"]["minmax"]["patch_cosine"] <= 1 and report["int4_vs_fp32_size"] < 0.2

@@ -86,7 +86,7 @@ def test_artifact_onnx_matches_torch(frames, tmp_path, depth, tolerance):
     with torch.no_grad():
         ref_q = q.extract(x, facet_layer=-1, facet="value")
         ref_f = model.extract(x, facet_layer=-1, facet="value")
-    for graph in ("qdq", "int4"):
+    for graph in ("qdq", "int4", "cpu"):
         out = OnnxEngine(tmp_path, graph).infer_normalized(x.numpy())
         for ours, ref in ((out.patch_tokens, ref_q.patch_tokens), (out.value_facet, ref_q.facet)):
             ref = ref[0].numpy()

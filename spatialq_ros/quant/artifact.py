@@ -30,7 +30,7 @@ from .qwt import CompensatedBlock
 
 FORMAT = "spatialq-w4a8"
 FORMAT_VERSION = 1
-ONNX_FILES = {"qdq": "model.onnx", "int4": "model_int4.onnx", "fp32": "fp32.onnx"}
+ONNX_FILES = {"qdq": "model.onnx", "int4": "model_int4.onnx", "cpu": "model_cpu.onnx", "fp32": "fp32.onnx"}
 
 
 def _block(model: DinoVisionTransformer, i: int):

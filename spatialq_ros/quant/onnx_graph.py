@@ -1,9 +1,10 @@
 """The ViT as an ONNX graph, written node by node from numpy weights (no torch exporter).
 
-One builder makes all three deployables: `fp32` (float weights), `qdq` (static INT8 activation
+One builder makes every deployable: `fp32` (float weights), `qdq` (static INT8 activation
 Quantize/DequantizeLinear on every Linear input, weights as int8 initialisers holding 4-bit codes with
-per-channel DequantizeLinear: what TensorRT builds into an INT8 engine) and `int4` (the same, weights
-stored as INT4 at opset 21). LayerNormalization stays one op; softmax, GELU and residual adds are float.
+per-channel DequantizeLinear: what TensorRT builds into an INT8 engine), `int4` (the same, weights
+stored as INT4 at opset 21) and `cpu` (the same numbers as MatMulInteger: ONNX Runtime's CPU provider
+does not fuse this QDQ pattern and would dequantize the weights on every call). LayerNormalization stays one op; softmax, GELU and residual adds are float.
 The input size is fixed at export: the interpolated position embedding is a constant.
 """
 
@@ -18,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from .pack import pack_int4
 
 OPSET = 21
-KINDS = ("fp32", "qdq", "int4")
+KINDS = ("fp32", "qdq", "int4", "cpu")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class _Builder:
         one quantized Gemm without the 3-D reshape rewrite that breaks on int8 QDQ."""
         out_dim = lw.bias.shape[0]
         x = self.op("Reshape", [x, self.ints([-1, lw.in_features])], f"{hint}.flat")
+        if self.kind == "cpu":
+            return self.op("Reshape", [self.integer_linear(x, lw, hint), self.ints([1, -1, out_dim])], f"{hint}.out")
         if self.kind == "fp32":
             w = self.const(lw.weight.T.astype(np.float32), f"{hint}.w")
         else:
@@ -100,6 +103,20 @@ class _Builder:
         y = self.op("MatMul", [x, w], f"{hint}.mm")
         y = self.op("Add", [y, self.const(lw.bias.astype(np.float32), f"{hint}.b")], f"{hint}.biased")
         return self.op("Reshape", [y, self.ints([1, -1, out_dim])], f"{hint}.out")
+
+
+    def integer_linear(self, x: str, lw: LinearWeights, hint: str) -> str:
+        """Same numbers as the QDQ linear, spelled with ONNX Runtime's integer CPU kernels: x -> uint8 codes
+        (zero point 128 = the int8 code + 128) -> MatMulIntegerToFloat with the int8 weight codes, which
+        applies activation scale x per-channel weight scale and the bias in the same kernel."""
+        scale = self.const(np.float32(lw.act_scale), f"{hint}.a_scale")
+        zero = self.const(np.uint8(128), f"{hint}.a_zero")
+        q = self.op("QuantizeLinear", [x, scale, zero], f"{hint}.q")
+        w = self.const(lw.codes.T.astype(np.int8), f"{hint}.w8")
+        w_scale = self.const(lw.weight_scale.astype(np.float32), f"{hint}.w_scale")
+        bias = self.const(lw.bias.astype(np.float32), f"{hint}.b")
+        return self.op("MatMulIntegerToFloat", [q, w, scale, w_scale, zero, "", bias], f"{hint}.mmi",
+                       domain="com.microsoft")
 
 
 def build_graph(spec: GraphSpec, tensors: dict[str, np.ndarray], linears: dict[str, LinearWeights],
@@ -175,7 +192,8 @@ def build_graph(spec: GraphSpec, tensors: dict[str, np.ndarray], linears: dict[s
          helper.make_tensor_value_info("cls_token", TensorProto.FLOAT, [1, c]),
          helper.make_tensor_value_info("value_facet", TensorProto.FLOAT, [1, n, c])],
         b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="spatialq_ros")
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("com.microsoft", 1)] if kind == "cpu" else [])
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="spatialq_ros")
     onnx.checker.check_model(model)
     return model
 

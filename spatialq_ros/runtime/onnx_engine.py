@@ -12,7 +12,7 @@ from ..backbone.preprocess import preprocess
 from ..errors import SpatialqError
 from .engine import Features
 
-GRAPHS = {"qdq": "model.onnx", "int4": "model_int4.onnx", "fp32": "fp32.onnx"}
+GRAPHS = {"qdq": "model.onnx", "int4": "model_int4.onnx", "cpu": "model_cpu.onnx", "fp32": "fp32.onnx"}
 
 
 def preferred_providers() -> list[str]:

@@ -1,0 +1,129 @@
+"""`spatialq bench`: W4A8 engines vs FP32 and ORT's INT8 baselines, interleaved in one process."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="FP32 checkpoint (default: the embedded default)")
+    parser.add_argument("--artifact", help="W4A8 artifact to use for its size (others are calibrated here)")
+    parser.add_argument("--sizes", default="224x224,448x448", help="comma-separated WxH list")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime / torch threads (0: all cores)")
+    parser.add_argument("--frames", type=int, default=20, help="timed frames per engine and size")
+    parser.add_argument("--calibration-frames", type=int, default=16, help="GPLQ frames for sizes without artifact")
+    parser.add_argument("--json", help="write the rows here as JSON")
+    parser.add_argument("--out", default="bench_out", help="folder for the markdown table and the plot")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import platform
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from ..atomic import write_atomic
+    from ..backbone.checkpoint import default_backbone, load_backbone
+    from ..backbone.preprocess import parse_size, preprocess
+    from ..banner import warn_untrained
+    from ..bench.gemm_peak import fp32_gflops, int8_gops
+    from ..bench.harness import engines_for, measure
+    from ..cli import main
+    from ..errors import SpatialqError
+    from ..sim.bag import read_frames
+    from ..sim.simulate import SimConfig, simulate
+
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    if not sizes or args.frames < 2:
+        raise SpatialqError("give at least one size and --frames >= 2")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, info = load_backbone(args.model) if args.model else default_backbone()
+    if not info.trained:
+        warn_untrained()
+    given = None
+    if args.artifact:
+        meta_file = Path(args.artifact) / "quant.json"
+        if not meta_file.is_file():
+            raise SpatialqError(f"{args.artifact}: not a W4A8 artifact (no quant.json)")
+        given = (tuple(json.loads(meta_file.read_text())["size"]), Path(args.artifact))
+    peaks = {"fp32": fp32_gflops(threads=args.threads), "int8": int8_gops(threads=args.threads)}
+    checkpoint_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="spatialq-bench-") as tmp:
+        work = Path(tmp)
+        for size in sizes:
+            tag = f"{size[0]}x{size[1]}"
+            bag = work / f"flight_{tag}"
+            simulate(bag, SimConfig(frames=args.frames + args.calibration_frames, size=size, seed=11), progress=False)
+            images = [preprocess(f.rgb) for f in read_frames(bag)]
+            if given and given[0] == size:
+                artifact = given[1]
+            else:
+                artifact = work / f"w4a8_{tag}"
+                argv = ["calibrate", "--bag", str(bag), "--size", tag, "--frames", str(args.calibration_frames),
+                        "--holdout", "0", "--out", str(artifact)] + (["--model", args.model] if args.model else [])
+                if main(argv) != 0:
+                    raise SpatialqError(f"calibration for {tag} failed")
+            timed = images[args.calibration_frames:]
+            engines = engines_for(artifact, model, images[: args.calibration_frames], work, args.threads)
+            rows += measure(engines, timed, size, model.config, peaks, checkpoint_mb, args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, FP32 peak {peaks['fp32']:.0f} GFLOP/s, " \
+              f"INT8 peak {peaks['int8']:.0f} GOP/s (1024^3 GEMM)"
+    table = _table(rows, machine, info.trained)
+    write_atomic(out / "bench.md", table.encode())
+    if args.json:
+        write_atomic(Path(args.json), json.dumps([r.as_dict() for r in rows], indent=1).encode())
+    _plot(rows, out / "bench.png")
+    print(table)
+    return 0
+
+
+def _table(rows, machine: str, trained: bool) -> str:
+    lines = ["# spatialq bench", "", f"Machine: {machine}", ""]
+    if not trained:
+        lines += ["> **UNTRAINED weights: speed and memory are real, fidelity numbers are not DINOv2's.**", ""]
+    lines += ["| engine | size | p50 ms | p95 ms | frames/s | deploy RSS MB | model MB | patch cosine | ERQA | of peak |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        rss = f"{r.rss_mb:.0f}" if r.rss_mb is not None else "-"
+        lines.append(f"| {r.engine} | {r.size} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.fps:.1f} | {rss} | "
+                     f"{r.model_mb:.1f} | {r.cosine:.4f} | {r.erqa:.3f} | {100 * r.peak_fraction:.0f}% |")
+    by_size = {}
+    for r in rows:
+        by_size.setdefault(r.size, {})[r.engine] = r
+    lines += [""]
+    for size, engines in by_size.items():
+        for ours in ("spatialq-w4a8-cpu", "spatialq-w4a8-qdq"):
+            if "ort-fp32" in engines and ours in engines:
+                ratio = engines["ort-fp32"].p50_ms / engines[ours].p50_ms
+                lines.append(f"- {size}: {ours} runs at {ratio:.2f}x the speed of ort-fp32 (same run)")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(rows, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    sizes = sorted({r.size for r in rows})
+    engines = list(dict.fromkeys(r.engine for r in rows))
+    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=110)
+    width = 0.8 / len(engines)
+    for i, engine in enumerate(engines):
+        values = [next((r.p50_ms for r in rows if r.engine == engine and r.size == s), 0) for s in sizes]
+        ax.bar(np.arange(len(sizes)) + i * width, values, width, label=engine)
+    ax.set_xticks(np.arange(len(sizes)) + 0.4 - width / 2, sizes)
+    ax.set_ylabel("p50 latency (ms)")
+    ax.set_title("Backbone latency per frame (lower is better)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,28 @@
+"""`spatialq bench` runs every engine on the same frames and reports the agreed columns."""
+
+from __future__ import annotations
+
+import json
+
+from spatialq_ros.cli import main
+
+ENGINES = {"torch-fp32", "ort-fp32", "ort-int8-dynamic", "ort-int8-static-minmax", "spatialq-w4a8-qdq",
+           "spatialq-w4a8-int4", "spatialq-w4a8-cpu"}
+
+
+def test_bench_rows_table_and_plot(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SPATIALQ_MODELS_DIR", str(tmp_path))
+    out, rows_file = tmp_path / "bench", tmp_path / "rows.json"
+    assert main(["bench", "--sizes", "56x56", "--frames", "3", "--calibration-frames", "4", "--threads", "1",
+                 "--out", str(out), "--json", str(rows_file)]) == 0
+    rows = json.loads(rows_file.read_text())
+    assert {r["engine"] for r in rows} == ENGINES
+    for r in rows:
+        assert {"engine", "size", "p50_ms", "p95_ms", "fps", "rss_mb", "model_mb", "cosine"} <= set(r)
+        assert r["size"] == "56x56" and r["p95_ms"] >= r["p50_ms"] > 0
+        assert (r["rss_mb"] is None) == (r["engine"] == "torch-fp32")
+    by = {r["engine"]: r for r in rows}
+    assert by["ort-fp32"]["cosine"] > 0.9999  # the same float model through another runtime
+    assert by["spatialq-w4a8-int4"]["model_mb"] < 0.6 * by["spatialq-w4a8-qdq"]["model_mb"]
+    table = (out / "bench.md").read_text()
+    assert "UNTRAINED" in table and "spatialq-w4a8-cpu" in table and (out / "bench.png").exists()
