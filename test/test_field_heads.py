@@ -164,19 +164,19 @@ def test_bad_references_raise_one_line_errors(fit):
 
 
 def test_bad_head_files_are_refused(tmp_path):
-    with pytest.raises(SpatialqError, match="not found"):
+    with pytest.raises(SpatialqError, match="no such field head file"):
         load_head(tmp_path / "missing.npz")
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip file")
-    with pytest.raises(SpatialqError, match="not a field head file"):
+    with pytest.raises(SpatialqError, match="not a readable field head file"):
         load_head(garbage)
     other = tmp_path / "other.npz"
     np.savez(other, weights=np.zeros((1, 4)))
-    with pytest.raises(SpatialqError, match="not a field head file"):
+    with pytest.raises(SpatialqError, match="field head file"):
         load_head(other)
     newer = tmp_path / "newer.npz"
     np.savez(newer, header=np.array('{"format": "spatialq-field-head", "version": 99}'), weights=np.zeros((1, 4)))
-    with pytest.raises(SpatialqError, match="version 99, this build reads 1"):
+    with pytest.raises(SpatialqError, match="version 99, this spatialq reads 1"):
         load_head(newer)
     mismatched = tmp_path / "mismatched.npz"
     head = fit_linear_head([REFERENCE], "fp", SIZE)

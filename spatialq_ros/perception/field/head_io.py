@@ -6,13 +6,11 @@ message instead of misreading it, plus the backbone fingerprint and frame size t
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ...atomic import save_npz_atomic
+from ...headed_npz import load_headed_npz, save_headed_npz
 from ...errors import SpatialqError
 from .head import KINDS, FieldHead
 
@@ -33,23 +31,15 @@ def save_head(path: str | Path, head: FieldHead) -> None:
         "fingerprint": head.fingerprint,
         "size": list(head.size),
     }
-    save_npz_atomic(path, header=np.array(json.dumps(header)), weights=head.weights.astype(np.float32))
+    save_headed_npz(path, header, weights=head.weights.astype(np.float32))
 
 
 def load_head(path: str | Path) -> FieldHead:
     path = Path(path)
-    if not path.is_file():
-        raise SpatialqError(f"{path}: field head file not found")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            header = json.loads(str(data["header"]))
-            weights = np.asarray(data["weights"], dtype=np.float32)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        raise SpatialqError(f"{path}: not a field head file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise SpatialqError(f"{path}: not a field head file (no {FORMAT!r} header)")
-    if header.get("version") != VERSION:
-        raise SpatialqError(f"{path}: field head format version {header.get('version')}, this build reads {VERSION}")
+    header, arrays = load_headed_npz(path, "field head", FORMAT, VERSION, version_key="version")
+    if "weights" not in arrays:
+        raise SpatialqError(f"{path}: field head file has no weights")
+    weights = np.asarray(arrays["weights"], dtype=np.float32)
     try:
         kind, dim = header["kind"], int(header["dim"])
         bias, threshold = float(header["bias"]), float(header["threshold"])

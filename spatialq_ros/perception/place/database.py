@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ...atomic import save_npz_atomic
+from ...headed_npz import load_headed_npz, save_headed_npz
 from ...errors import SpatialqError
 from .pca import PCAWhitening
 from .search import PlaceIndex
@@ -60,28 +58,15 @@ class PlaceDatabase:
     def save(self, path: str | Path) -> None:
         header = {"format": FORMAT, "format_version": FORMAT_VERSION, "fingerprint": self.fingerprint,
                   "config": self.config, "places": len(self)}
-        arrays = {"header": np.array(json.dumps(header)), "vocabulary": self.vocabulary, "poses": self.poses,
+        arrays = {"vocabulary": self.vocabulary, "poses": self.poses,
                   "stamps": self.stamps, "vlad": self.vlad if self.vlad is not None else np.zeros((0, 0), np.float32)}
         if self.pca is not None:
             arrays["pca_mean"], arrays["pca_components"] = self.pca.mean, self.pca.components
-        save_npz_atomic(path, **arrays)
+        save_headed_npz(path, header, **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> "PlaceDatabase":
-        path = Path(path)
-        if not path.is_file():
-            raise SpatialqError(f"{path}: no such map file")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-            raise SpatialqError(f"{path}: not a readable map file ({type(exc).__name__})") from None
-        if header.get("format") != FORMAT:
-            raise SpatialqError(f"{path}: not a spatialq map")
-        if header.get("format_version") != FORMAT_VERSION:
-            raise SpatialqError(f"{path}: map format version {header.get('format_version')}, "
-                                f"this spatialq reads version {FORMAT_VERSION}")
+        header, arrays = load_headed_npz(path, "map", FORMAT, FORMAT_VERSION)
         db = cls(arrays["vocabulary"], header["fingerprint"], header["config"], arrays["poses"], arrays["stamps"],
                  arrays["vlad"] if arrays["vlad"].size else None)
         if "pca_mean" in arrays:
