@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     report: dict = {"trained": engine.trained, "fingerprint": engine.fingerprint, "size": list(size),
                     "frames": len(timings),
                     "latency_ms": {k: float(np.median([t[k] for t in timings])) for k in timings[0]} if timings else {}}
-    report["keypoints"] = {"repeatability": float(np.mean(repeats)) if repeats else None,
+    report["keypoints"] = {"repeatability": float(np.nanmean(repeats)) if repeats else None,
                            "homography": f"rotate {WARP_DEG} deg, shift {WARP_SHIFT} px", "pairs": len(repeats)}
     if field_rows:
         report["field"] = {k: float(np.mean([r[k] for r in field_rows])) for k in field_rows[0]}

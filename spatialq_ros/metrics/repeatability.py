@@ -1,4 +1,9 @@
-"""Keypoint repeatability under a known homography (frame A -> frame B)."""
+"""Keypoint repeatability under a known homography from frame A to frame B.
+
+The share of A's keypoints that B detects again: A's keypoints are warped into B and count as repeated
+when a B keypoint lies within `eps` px. Only what both frames see counts: A's keypoints that warp outside
+B, and B's keypoints that warp back outside A, are left out (they could not be repeated).
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,33 @@ import numpy as np
 
 def repeatability(uv_a: np.ndarray, uv_b: np.ndarray, homography: np.ndarray, size_b: tuple[int, int],
                   size_a: tuple[int, int] | None = None, eps: float = 3.0) -> float:
-    """Share of A's keypoints, among those that land inside B, with a B keypoint within `eps` px;
-    symmetric: B's keypoints mapped back into A count too."""
-    size_a = size_a or size_b
+    """uv_a (N, 2), uv_b (M, 2) pixel (u, v); homography (3, 3) maps A pixels to B; sizes are (W, H).
 
-    def hits(src: np.ndarray, dst: np.ndarray, h: np.ndarray, size: tuple[int, int]) -> tuple[int, int]:
-        if len(src) == 0:
-            return 0, 0
-        p = np.c_[src, np.ones(len(src))] @ h.T
-        p = p[:, :2] / p[:, 2:3]
-        w, hgt = size
-        inside = (p[:, 0] >= 0) & (p[:, 0] < w) & (p[:, 1] >= 0) & (p[:, 1] < hgt)
-        p = p[inside]
-        if len(p) == 0 or len(dst) == 0:
-            return 0, len(p)
-        d = np.sqrt(((p[:, None, :] - dst[None, :, :]) ** 2).sum(-1)).min(axis=1)
-        return int((d <= eps).sum()), len(p)
+    Returns NaN when none of A's keypoints is visible in B: there is nothing to repeat."""
+    homography = np.asarray(homography, np.float64)
+    if homography.shape != (3, 3) or homography[2, 2] == 0:
+        raise ValueError(f"homography must be 3x3 with H[2, 2] != 0, got {homography.tolist()}")
+    homography = homography / homography[2, 2]  # fixes the sign, so visible points have w > 0
+    a_in_b = _warp(uv_a, homography)
+    b_in_a = _warp(uv_b, np.linalg.inv(homography))
+    visible_a = a_in_b[_inside(a_in_b, size_b)]
+    visible_b = np.asarray(uv_b, np.float64).reshape(-1, 2)[_inside(b_in_a, size_a or size_b)]
+    if len(visible_a) == 0:
+        return float("nan")
+    if len(visible_b) == 0:
+        return 0.0
+    nearest = np.sqrt(((visible_a[:, None, :] - visible_b[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
+    return float(np.mean(nearest <= eps))
 
-    hit_ab, n_ab = hits(uv_a, uv_b, homography, size_b)
-    hit_ba, n_ba = hits(uv_b, uv_a, np.linalg.inv(homography), size_a)
-    total = n_ab + n_ba
-    return (hit_ab + hit_ba) / total if total else 0.0
+
+def _warp(uv: np.ndarray, homography: np.ndarray) -> np.ndarray:
+    uv = np.asarray(uv, np.float64).reshape(-1, 2)
+    p = np.c_[uv, np.ones(len(uv))] @ homography.T
+    w = np.where(p[:, 2:3] > 0, p[:, 2:3], np.nan)  # w <= 0: the point maps to infinity, not into the frame
+    return p[:, :2] / w
+
+
+def _inside(uv: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    width, height = size
+    u, v = uv[:, 0] + 0.5, uv[:, 1] + 0.5  # pixel (u, v) covers [u - 0.5, u + 0.5)
+    return (u >= 0) & (u < width) & (v >= 0) & (v < height)

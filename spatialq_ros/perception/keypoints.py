@@ -1,8 +1,10 @@
-"""Grid-aligned keypoints (DINO-VO style): one candidate per 14x14 patch cell, described by its token.
+"""Grid keypoints at patch granularity (DINO-VO style): at most one per 14x14 backbone cell.
 
-Grey -> Gaussian blur -> Sobel magnitude -> the strongest pixel of each cell -> NMS -> threshold ->
-top-K. Every keypoint lies inside exactly one cell, so its descriptor is that cell's DINOv2 token
-(optionally bilinearly sampled at the sub-patch position).
+grey -> Gaussian blur -> Sobel magnitude -> max-pool with kernel = stride = 14 (each candidate is the
+strongest smoothed-gradient pixel of its cell) -> NMS -> score threshold -> top-K. A keypoint's
+descriptor is its cell's patch token (optionally bilinearly sampled at the keypoint), so matching costs
+no extra network. Descriptors go on the wire as int8 codes with one symmetric scale per frame.
+Vectorised numpy + cv2: about 1 ms for a 448x448 frame.
 """
 
 from __future__ import annotations
@@ -12,106 +14,157 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..backbone.preprocess import PATCH_SIZE
 from ..errors import SpatialqError
-
-PATCH = 14
 
 
 @dataclass(frozen=True)
 class KeypointConfig:
     max_keypoints: int = 512
-    nms_radius: float = 14.0  # pixels; 0 disables
-    threshold: float = 0.0  # minimum smoothed-gradient score
-    blur_sigma: float = 1.0
-    subpixel_descriptors: bool = False
+    nms_radius: float = 7.0  # px; half a patch: closer candidates describe nearly the same pixels (0: off)
+    threshold: float = 10.0  # least smoothed Sobel magnitude (grey 0..255): a 4-level step passes, noise of std 1 not
+    blur_sigma: float = 1.0  # px; keeps single-pixel noise from winning a cell (0: off)
+    subpixel_descriptors: bool = False  # sample the token grid bilinearly at the keypoint
 
 
-@dataclass
+@dataclass(frozen=True)
 class Keypoints:
-    u: np.ndarray  # (K,) float32, pixel column in the frame given to the backbone
-    v: np.ndarray  # (K,) float32, pixel row
-    score: np.ndarray  # (K,) float32
-    row: np.ndarray  # (K,) int32 cell row
-    col: np.ndarray  # (K,) int32 cell column
-    descriptors: np.ndarray  # (K, D) float32, L2-normed
+    """K keypoints, strongest first; u, v are pixels of the frame the backbone saw."""
+
+    u: np.ndarray  # (K,) float32 column
+    v: np.ndarray  # (K,) float32 row
+    score: np.ndarray  # (K,) float32 smoothed Sobel magnitude
+    row: np.ndarray  # (K,) int32 cell row in the token grid
+    col: np.ndarray  # (K,) int32 cell column in the token grid
+    descriptors: np.ndarray  # (K, D) float32, unit rows
 
     def __len__(self) -> int:
-        return len(self.u)
+        return int(self.u.shape[0])
+
+    @property
+    def uv(self) -> np.ndarray:
+        return np.stack([self.u, self.v], axis=1)
 
 
-def gradient_score(rgb: np.ndarray, sigma: float) -> np.ndarray:
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    if sigma > 0:
-        grey = cv2.GaussianBlur(grey, (0, 0), sigma)
-    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
-    return cv2.magnitude(gx, gy)
+def detect(image: np.ndarray, tokens: np.ndarray, config: KeypointConfig = KeypointConfig()) -> Keypoints:
+    """image: the (H, W, 3) RGB or (H, W) grey uint8 frame fed to the backbone; tokens: its (H/14, W/14, D) grid."""
+    grey = _grey(image)
+    rows, cols = _check_grid(grey.shape, tokens)
+    score, offset = _cell_maxima(_smoothed_gradient(grey, config.blur_sigma), rows, cols)
+    cell_v, cell_u = np.divmod(offset, PATCH_SIZE)
+    grid_r, grid_c = np.indices((rows, cols))
+    v = grid_r * PATCH_SIZE + cell_v
+    u = grid_c * PATCH_SIZE + cell_u
 
-
-def detect(rgb: np.ndarray, tokens: np.ndarray, config: KeypointConfig = KeypointConfig()) -> Keypoints:
-    """rgb (H, W, 3) at backbone size; tokens (H/14, W/14, D) from the same pass."""
-    h, w = rgb.shape[0] // PATCH, rgb.shape[1] // PATCH
-    if rgb.shape[0] % PATCH or rgb.shape[1] % PATCH or tokens.shape[:2] != (h, w):
-        raise SpatialqError(f"frame {rgb.shape[1]}x{rgb.shape[0]} and token grid {tokens.shape[:2]} do not match "
-                            f"(expected {h}x{w} cells of {PATCH} px)")
-    score = gradient_score(rgb, config.blur_sigma)
-    cells = score.reshape(h, PATCH, w, PATCH).transpose(0, 2, 1, 3).reshape(h, w, PATCH * PATCH)
-    best = cells.argmax(axis=2)
-    best_score = np.take_along_axis(cells, best[..., None], axis=2)[..., 0]
-    rows, cols = np.mgrid[0:h, 0:w]
-    v = (rows * PATCH + best // PATCH).astype(np.float32).ravel()
-    u = (cols * PATCH + best % PATCH).astype(np.float32).ravel()
-    s = best_score.ravel()
-    keep = np.flatnonzero(s > config.threshold)
-    # Ties broken by cell index, on scores rounded to 1e-3: cv2's threaded filters can differ in the last
-    # bit between calls, which must not reorder equally strong cells.
-    idx = keep[np.lexsort((keep, -np.round(s[keep], 3)))]
+    alive = score > config.threshold
     if config.nms_radius > 0:
-        idx = _nms(u, v, idx, config.nms_radius, config.max_keypoints)
-    idx = idx[: config.max_keypoints]
-    r, c = rows.ravel()[idx].astype(np.int32), cols.ravel()[idx].astype(np.int32)
-    if config.subpixel_descriptors:
-        desc = _bilinear(tokens, (u[idx] + 0.5) / PATCH - 0.5, (v[idx] + 0.5) / PATCH - 0.5)
-    else:
-        desc = tokens[r, c]
-    desc = desc.astype(np.float64)  # normalise in float64: float32 SIMD sums vary with alignment
-    desc = (desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-    return Keypoints(u[idx], v[idx], s[idx].astype(np.float32), r, c, desc)
+        alive = _greedy_nms(u, v, score, alive, config.nms_radius)
+    index = np.flatnonzero(alive)
+    flat_score = score.ravel()
+    index = index[np.lexsort((index, -flat_score[index]))][: config.max_keypoints]  # strongest first; ties: lower cell
+    row, col = (index // cols).astype(np.int32), (index % cols).astype(np.int32)
+    u = u.ravel()[index].astype(np.float32)
+    v = v.ravel()[index].astype(np.float32)
+    grid = np.asarray(tokens)
+    descriptors = _sample_bilinear(grid, u, v) if config.subpixel_descriptors else grid[row, col].astype(np.float64)
+    # float64 for the norm: float32 SIMD sums depend on memory alignment, and the output must be bit-reproducible
+    norms = np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
+    descriptors = (descriptors / norms).astype(np.float32)
+    return Keypoints(u, v, flat_score[index].astype(np.float32), row, col, descriptors)
 
 
-def _nms(u: np.ndarray, v: np.ndarray, order: np.ndarray, radius: float, limit: int) -> np.ndarray:
-    """Greedy suppression in score order; candidates are at most one per cell, so this is cheap."""
-    kept: list[int] = []
-    taken = np.zeros(0, dtype=np.float32).reshape(0, 2)
-    r2 = radius * radius
-    for i in order:
-        if len(kept) >= limit:
-            break
-        p = np.array([u[i], v[i]], np.float32)
-        if len(taken) and (((taken - p) ** 2).sum(axis=1) < r2).any():
-            continue
-        kept.append(int(i))
-        taken = np.vstack([taken, p])
-    return np.array(kept, dtype=np.int64)
-
-
-def _bilinear(grid: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    h, w, _ = grid.shape
-    x = np.clip(x, 0, w - 1)
-    y = np.clip(y, 0, h - 1)
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    return ((1 - fx) * (1 - fy) * grid[y0, x0] + fx * (1 - fy) * grid[y0, x1]
-            + (1 - fx) * fy * grid[y1, x0] + fx * fy * grid[y1, x1]).astype(np.float32)
-
-
-def quantize_descriptors(desc: np.ndarray) -> tuple[np.ndarray, float]:
-    """Per-frame symmetric int8 for the wire: desc ~= codes * scale."""
-    scale = float(np.abs(desc).max()) / 127.0 if desc.size else 1.0
-    scale = scale or 1.0
-    return np.clip(np.round(desc / scale), -127, 127).astype(np.int8), scale
+def quantize_descriptors(descriptors: np.ndarray) -> tuple[np.ndarray, float]:
+    """(K, D) float -> (int8 codes in [-127, 127], scale) with descriptors ~= codes * scale; 4x less on the wire."""
+    descriptors = np.asarray(descriptors, np.float32)
+    peak = float(np.abs(descriptors).max()) if descriptors.size else 0.0
+    scale = peak / 127.0 if peak > 0 else 1.0
+    return np.clip(np.rint(descriptors / np.float32(scale)), -127, 127).astype(np.int8), scale
 
 
 def dequantize_descriptors(codes: np.ndarray, scale: float) -> np.ndarray:
-    return codes.astype(np.float32) * scale
+    return np.asarray(codes, np.float32) * np.float32(scale)
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise SpatialqError(f"keypoints need an RGB (H, W, 3) or grey (H, W) uint8 frame, "
+                            f"got {image.dtype} {image.shape}")
+    return (cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image).astype(np.float32)
+
+
+def _check_grid(shape: tuple[int, ...], tokens: np.ndarray) -> tuple[int, int]:
+    height, width = shape
+    rows, cols = height // PATCH_SIZE, width // PATCH_SIZE
+    if height % PATCH_SIZE or width % PATCH_SIZE or rows == 0 or cols == 0:
+        raise SpatialqError(f"keypoints: frame {width}x{height} is not a backbone input "
+                            f"(sides must be multiples of {PATCH_SIZE})")
+    if np.ndim(tokens) != 3 or tuple(np.shape(tokens)[:2]) != (rows, cols):
+        raise SpatialqError(f"keypoints: frame {width}x{height} and token grid {tuple(np.shape(tokens))} do not match "
+                            f"(expected ({rows}, {cols}, D))")
+    return rows, cols
+
+
+def _smoothed_gradient(grey: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma > 0:
+        grey = cv2.GaussianBlur(grey, (0, 0), sigma)
+    dx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    dy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    # not cv2.magnitude: its SIMD and scalar paths differ in the last bit with the buffer's alignment,
+    # which would reorder equally strong cells between calls; numpy's sqrt is correctly rounded on both
+    return np.sqrt(dx * dx + dy * dy)
+
+
+def _cell_maxima(strength: np.ndarray, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Max-pool with kernel = stride = 14: per cell its peak and the peak's row-major offset (first peak wins)."""
+    cells = strength.reshape(rows, PATCH_SIZE, cols, PATCH_SIZE).transpose(0, 2, 1, 3).reshape(rows, cols, -1)
+    offset = cells.argmax(axis=2)
+    return np.take_along_axis(cells, offset[..., None], axis=2)[..., 0], offset
+
+
+def _greedy_nms(u: np.ndarray, v: np.ndarray, score: np.ndarray, alive: np.ndarray, radius: float) -> np.ndarray:
+    """Greedy NMS (strongest first; a candidate within `radius` px of a kept stronger one is dropped), in rounds.
+
+    Each round keeps every live candidate with no stronger live neighbour (greedy would keep it: all its
+    stronger neighbours are already dropped), then drops the neighbours of those just kept. Candidates are
+    one per cell, and d cells apart they are at least (d - 1) * 14 + 1 px apart, so only `reach` cells around
+    need checking. Equal scores: the lower cell index counts as stronger, as in the final order."""
+    rows, cols = score.shape
+    reach = int((radius - 1) // PATCH_SIZE) + 1
+    index = np.arange(rows * cols).reshape(rows, cols)
+    pads = [np.pad(a, reach, constant_values=fill) for a, fill in ((u, 0), (v, 0), (score, -np.inf), (index, -1))]
+    neighbours = []  # (window, close, close and stronger) per offset
+    for dr in range(-reach, reach + 1):
+        for dc in range(-reach, reach + 1):
+            if dr or dc:
+                window = (slice(reach + dr, reach + dr + rows), slice(reach + dc, reach + dc + cols))
+                nu, nv, ns, ni = (p[window] for p in pads)
+                close = (ni >= 0) & ((nu - u) ** 2 + (nv - v) ** 2 <= radius * radius)
+                neighbours.append((window, close, close & ((ns > score) | ((ns == score) & (ni < index)))))
+    kept = np.zeros_like(alive)
+    while alive.any():
+        live = np.pad(alive, reach)
+        blocked = np.zeros_like(alive)
+        for window, _, close_stronger in neighbours:
+            blocked |= close_stronger & live[window]
+        new = alive & ~blocked
+        kept |= new
+        alive &= ~new
+        fresh = np.pad(new, reach)
+        for window, close, _ in neighbours:
+            alive &= ~(close & fresh[window])
+    return kept.ravel()
+
+
+def _sample_bilinear(tokens: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The token grid at pixel (u, v); token (r, c) sits at its cell's centre, pixel ((c + 0.5) * 14 - 0.5)."""
+    rows, cols = tokens.shape[:2]
+    gx = np.clip((u + 0.5) / PATCH_SIZE - 0.5, 0, cols - 1).astype(np.float32)
+    gy = np.clip((v + 0.5) / PATCH_SIZE - 0.5, 0, rows - 1).astype(np.float32)
+    fx, fy = (gx - np.floor(gx))[:, None], (gy - np.floor(gy))[:, None]  # float32: mixed types are slow
+    x0, y0 = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, cols - 1), np.minimum(y0 + 1, rows - 1)
+    grid = np.asarray(tokens, np.float32)
+    top = grid[y0, x0] * (1 - fx) + grid[y0, x1] * fx
+    bottom = grid[y1, x0] * (1 - fx) + grid[y1, x1] * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float64)
