@@ -1,19 +1,22 @@
-"""`spatialq models list | fetch NAME | verify PATH`: official DINOv2 checkpoints, checked by sha256."""
+"""`spatialq models list | fetch NAME | verify PATH`: official DINOv2 checkpoints, checked by size and sha256."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+DEFAULT_DIR = "models"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = sub.add_parser("list", help="known checkpoints and whether they are in --dir")
-    listing.add_argument("--dir", default="models", help="model folder (default models/)")
-    fetch = sub.add_parser("fetch", help="download a checkpoint with progress and checksum")
-    fetch.add_argument("name")
-    fetch.add_argument("--dir", default="models", help="model folder (default models/)")
-    fetch.add_argument("--url", help="mirror URL instead of the official one")
+    listing = sub.add_parser("list", help="known checkpoints and whether they are in --dir, verified")
+    listing.add_argument("--dir", default=DEFAULT_DIR, help="model folder (default models/)")
+    fetch = sub.add_parser("fetch", help="download a checkpoint with a progress bar, check size and sha256")
+    fetch.add_argument("name", help="a name from `spatialq models list`")
+    fetch.add_argument("--dir", default=DEFAULT_DIR, help="model folder, created if needed (default models/)")
+    fetch.add_argument("--url", help="download from this mirror instead of the official URL (still checked)")
     verify = sub.add_parser("verify", help="check a checkpoint file against the manifest")
     verify.add_argument("path")
 
@@ -25,62 +28,74 @@ def run(args: argparse.Namespace) -> int:
     return {"list": _list, "fetch": _fetch, "verify": _verify}[args.action](args, manifest)
 
 
-def _status(path: Path, entry) -> str:
-    from ..hashing import file_sha256
+def _list(args: argparse.Namespace, manifest: dict) -> int:
+    from ..zoo.check import file_status
 
-    if not path.is_file():
-        return "missing"
-    if entry.sha256 is None:
-        return "present (hash not pinned)"
-    return "verified" if file_sha256(path) == entry.sha256 else "MISMATCH"
-
-
-def _list(args, manifest) -> int:
-    print(f"{'name':<22} {'arch':<12} {'size MB':>8}  status in {args.dir}/")
+    directory = Path(args.dir)
+    print(f"{'name':<20} {'arch':<12} {'regs':>4} {'size MB':>8}  {'license':<11} in {directory}/")
     for entry in manifest.values():
         size = f"{entry.size / 1e6:.1f}" if entry.size else "?"
-        print(f"{entry.name:<22} {entry.arch:<12} {size:>8}  {_status(Path(args.dir) / entry.file, entry)}")
+        status = file_status(directory / entry.file, entry)
+        print(f"{entry.name:<20} {entry.arch:<12} {entry.registers:>4} {size:>8}  {entry.license:<11} {status}")
     return 0
 
 
-def _fetch(args, manifest) -> int:
-    from ..errors import SpatialqError
-    from ..zoo.download import download
-    from ..zoo.manifest import entry as find
-
-    entry = find(args.name, manifest)
-    directory = Path(args.dir)
-    if not directory.is_dir():
-        raise SpatialqError(f"{directory}: folder does not exist")
-    target = directory / entry.file
-    if _status(target, entry) == "verified":
-        print(f"{target}: already present and verified")
-        return 0
-    path, digest = download(entry, directory, args.url)
-    if entry.sha256 is None:
-        print(f"wrote {path}; sha256 {digest} (not pinned in the manifest: compare with a trusted source)")
-    else:
-        print(f"wrote {path}; sha256 verified")
-    return 0
-
-
-def _verify(args, manifest) -> int:
+def _fetch(args: argparse.Namespace, manifest: dict) -> int:
     from ..errors import SpatialqError
     from ..hashing import file_sha256
+    from ..zoo.check import MISMATCH, UNPINNED, VERIFIED, file_status
+    from ..zoo.download import download
+    from ..zoo.manifest import find_entry
+
+    entry = find_entry(args.name, manifest)
+    directory = Path(args.dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpatialqError(f"{directory}: cannot create the model folder ({exc.strerror or exc})") from None
+    target = directory / entry.file
+    status = file_status(target, entry)
+    if status == VERIFIED:
+        print(f"{target}: already present and verified; nothing to download")
+        return 0
+    if status == UNPINNED:
+        print(f"{target}: already present, but the manifest pins no sha256 for {entry.name}, so it is NOT "
+              f"verified; its sha256 is {file_sha256(target)} (delete the file to download it again)")
+        return 0
+    if status == MISMATCH:
+        print(f"{target}: does not match the manifest; downloading a fresh copy (the old file stays until "
+              "the new one is verified)", file=sys.stderr)
+    path, digest = download(entry, directory, args.url)
+    if entry.sha256 is None:
+        print(f"wrote {path}; sha256 {digest} is NOT verified: the manifest pins no hash for {entry.name} yet "
+              "(compare it with a trusted source, then pin it)")
+    else:
+        print(f"wrote {path}; size and sha256 verified")
+    return 0
+
+
+def _verify(args: argparse.Namespace, manifest: dict) -> int:
+    from ..errors import SpatialqError
+    from ..hashing import file_sha256
+    from ..zoo.check import identify
 
     path = Path(args.path)
-    if not path.is_file():
+    if not path.exists():
         raise SpatialqError(f"{path}: no such file")
-    digest = file_sha256(path)
-    by_hash = [e for e in manifest.values() if e.sha256 == digest]
-    if by_hash:
-        print(f"{path}: OK, {by_hash[0].name} (sha256 {digest})")
+    if not path.is_file():
+        raise SpatialqError(f"{path}: not a file")
+    try:
+        digest = file_sha256(path)
+    except OSError as exc:
+        raise SpatialqError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    entry = identify(path, digest, manifest)
+    if entry is None:
+        raise SpatialqError(f"{path}: unknown file: neither its name nor its sha256 {digest} is in the manifest "
+                            f"(known: {', '.join(e.file for e in manifest.values())})")
+    if entry.sha256 == digest:
+        print(f"{path}: OK, {entry.name} ({entry.arch}, sha256 {digest})")
         return 0
-    by_name = [e for e in manifest.values() if e.file == path.name]
-    if not by_name:
-        raise SpatialqError(f"{path}: unknown file, sha256 {digest} is not in the manifest")
-    entry = by_name[0]
     if entry.sha256 is None:
-        print(f"{path}: {entry.name}, sha256 {digest}; the manifest does not pin a hash yet, so it is UNVERIFIED")
+        print(f"{path}: {entry.name}, sha256 {digest}: NOT verified, the manifest pins no hash for it yet")
         return 0
     raise SpatialqError(f"{path}: MISMATCH for {entry.name}: sha256 {digest}, expected {entry.sha256}")

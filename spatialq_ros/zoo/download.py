@@ -1,13 +1,20 @@
-"""Streaming download with a progress bar and checksum; the file appears only once it is verified."""
+"""Streaming download with a progress bar and checksum; the file appears only once it is verified.
+
+Bytes go to a temp file beside the target and are hashed on the way; only a file whose size and
+sha256 match the manifest is renamed over the target, so a failed or tampered download never
+replaces a good checkpoint and never leaves a partial one behind.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -15,21 +22,24 @@ from ..errors import SpatialqError
 from ..hashing import CHUNK
 from .manifest import ModelEntry
 
+USER_AGENT = "spatialq_ros-models/1"
 
 
 def download(entry: ModelEntry, directory: Path, url: str | None = None, timeout: float = 30.0) -> tuple[Path, str]:
-    """Fetch `entry` into `directory`; returns (path, sha256). A mismatch leaves any earlier file alone."""
+    """Fetch `entry` into `directory`; returns (path, sha256)."""
     url = url or entry.url
     target = directory / entry.file
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{entry.file}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        digest, size = _stream(url, fd, entry, directory, timeout)
+        with os.fdopen(fd, "wb") as out:
+            digest, size = _stream(url, out, entry, target, timeout)
         if entry.size is not None and size != entry.size:
-            raise SpatialqError(f"{entry.name}: downloaded {size} bytes, expected {entry.size}; nothing written")
-        if entry.sha256 is not None and digest != entry.sha256:
-            raise SpatialqError(f"{entry.name}: sha256 {digest} does not match the manifest's {entry.sha256}; "
+            raise SpatialqError(f"{entry.name}: downloaded {size} bytes from {url}, expected {entry.size}; "
                                 "nothing written")
+        if entry.sha256 is not None and digest != entry.sha256:
+            raise SpatialqError(f"{entry.name}: sha256 {digest} of the download from {url} does not match the "
+                                f"manifest's {entry.sha256}; nothing written")
         os.replace(tmp, target)
         return target, digest
     finally:
@@ -37,28 +47,54 @@ def download(entry: ModelEntry, directory: Path, url: str | None = None, timeout
             tmp.unlink()
 
 
-def _stream(url: str, fd: int, entry: ModelEntry, directory: Path, timeout: float) -> tuple[str, int]:
+def manual_hint(entry: ModelEntry, target: Path) -> str:
+    pin = f"; its sha256 must be {entry.sha256}" if entry.sha256 else "; then pin its sha256 in the manifest"
+    return f"download {entry.url} by hand and save it as {os.path.abspath(target)}{pin}"
+
+
+def _mirror(url: str, entry: ModelEntry) -> str:
+    return "" if url == entry.url else f" from {url}"
+
+
+def _stream(url: str, out: BinaryIO, entry: ModelEntry, target: Path, timeout: float) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0) or entry.size
-            with tqdm(total=total, unit="B", unit_scale=True, desc=entry.file) as bar:
+        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            announced = _content_length(response)
+            if announced is not None and entry.size is not None and announced != entry.size:
+                raise SpatialqError(f"{entry.name}: {url} serves {announced} bytes, expected {entry.size}; "
+                                    "nothing written")
+            with tqdm(total=announced or entry.size, unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=entry.file) as bar:
                 for chunk in iter(lambda: response.read(CHUNK), b""):
-                    out.write(chunk)
+                    _write(out, chunk, target)
                     digest.update(chunk)
                     size += len(chunk)
                     bar.update(len(chunk))
     except urllib.error.HTTPError as exc:
-        raise SpatialqError(f"{entry.name}: download failed, HTTP {exc.code} from {url}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise SpatialqError(f"{entry.name}: cannot download ({reason}); offline? {manual_hint(entry, directory)}") from None
+        raise SpatialqError(f"{entry.name}: could not download{_mirror(url, entry)} (HTTP {exc.code} {exc.reason}); "
+                            f"{manual_hint(entry, target)}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise SpatialqError(f"{entry.name}: could not download{_mirror(url, entry)} ({reason}; offline?); "
+                            f"{manual_hint(entry, target)}") from None
+    except ValueError as exc:
+        raise SpatialqError(f"{entry.name}: bad download URL {url!r} ({exc})") from None
+    if announced is not None and size != announced:
+        raise SpatialqError(f"{entry.name}: connection closed after {size} of {announced} bytes from {url}; "
+                            "nothing written (run fetch again)")
     return digest.hexdigest(), size
 
 
-def manual_hint(entry: ModelEntry, directory: Path | None = None) -> str:
-    where = (directory or Path("models")) / entry.file
-    pin = f" (sha256 {entry.sha256})" if entry.sha256 else ""
-    return f"download {entry.url} by hand and put it at {where}{pin}"
+def _write(out: BinaryIO, chunk: bytes, target: Path) -> None:
+    try:
+        out.write(chunk)
+    except OSError as exc:  # a full disk is not a network problem: say so, not "offline?"
+        raise SpatialqError(f"{target.parent}: cannot write the download ({exc.strerror or exc})") from None
 
+
+def _content_length(response) -> int | None:
+    value = response.headers.get("Content-Length")
+    return int(value) if value and value.isdigit() else None
