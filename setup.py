@@ -27,6 +27,7 @@ setup(
     entry_points={
         "console_scripts": [
             "spatialq = spatialq_ros.cli:main",
+            "perception_node = spatialq_ros.ros.perception_node:main",
         ],
     },
 )

@@ -38,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
     engine = make_engine(args.model, size)
     if not engine.trained:
         warn_untrained()
-    references = [(engine.infer(resize_rgb(rgb, engine.size)).patch_tokens, mask)
+    import cv2
+
+    # frames are resized to the backbone size, so their masks must follow (nearest: keep 0/255)
+    references = [(engine.infer(resize_rgb(rgb, engine.size)).patch_tokens,
+                   cv2.resize(mask, tuple(engine.size), interpolation=cv2.INTER_NEAREST))
                   for rgb, mask in tqdm(pairs, desc="reference tokens", unit="frame")]
     fit = fit_linear_head if args.kind == "linear" else fit_prototype_head
     head = fit(references, engine.fingerprint, tuple(engine.size))

@@ -1,1 +1,1 @@
-
+"""The only layer that imports rclpy and ROS message packages."""

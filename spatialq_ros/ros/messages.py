@@ -1,0 +1,63 @@
+"""numpy -> ROS messages, fast: byte payloads go in through array.array('B') views, never `bytes`."""
+
+from __future__ import annotations
+
+import array
+
+import numpy as np
+from geometry_msgs.msg import Point32, PolygonStamped
+from sensor_msgs.msg import Image, PointCloud2, PointField
+from std_msgs.msg import Header
+
+_FIELD_TYPES = {np.dtype(np.float32): PointField.FLOAT32, np.dtype(np.int8): PointField.INT8,
+                np.dtype(np.int32): PointField.INT32, np.dtype(np.uint16): PointField.UINT16}
+
+
+def byte_array(data: np.ndarray) -> array.array:
+    out = array.array("B")
+    out.frombytes(memoryview(np.ascontiguousarray(data)).cast("B"))
+    return out
+
+
+def mono8_image(header: Header, mask: np.ndarray) -> Image:
+    msg = Image(header=header, height=int(mask.shape[0]), width=int(mask.shape[1]), encoding="mono8",
+                is_bigendian=0, step=int(mask.shape[1]))
+    msg.data = byte_array(mask.astype(np.uint8))
+    return msg
+
+
+def table_cloud(header: Header, columns: dict[str, np.ndarray]) -> PointCloud2:
+    """One point per row; a 2-D column (N, D) becomes one field with count = D (e.g. int8 descriptors)."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    dtype_fields, fields, offset = [], [], 0
+    for name, values in columns.items():
+        values = np.asarray(values)
+        count = 1 if values.ndim == 1 else int(values.shape[1])
+        fields.append(PointField(name=name, offset=offset, datatype=_FIELD_TYPES[values.dtype], count=count))
+        dtype_fields.append((name, values.dtype, (count,)) if count > 1 else (name, values.dtype))
+        offset += values.dtype.itemsize * count
+    points = np.zeros(n, dtype=np.dtype(dtype_fields)) if dtype_fields else np.zeros(0, np.uint8)
+    for name, values in columns.items():
+        points[name] = values
+    msg = PointCloud2(header=header, height=1, width=n, fields=fields, is_bigendian=False, point_step=offset,
+                      row_step=offset * n, is_dense=True)
+    msg.data = byte_array(points.view(np.uint8) if n else np.zeros(0, np.uint8))
+    return msg
+
+
+def cloud_table(msg: PointCloud2) -> np.ndarray:
+    """PointCloud2 -> numpy structured array, honouring offsets and point_step."""
+    inverse = {v: k for k, v in _FIELD_TYPES.items()}
+    names, formats, offsets = [], [], []
+    for f in msg.fields:
+        names.append(f.name)
+        formats.append((inverse[f.datatype], (f.count,)) if f.count > 1 else inverse[f.datatype])
+        offsets.append(f.offset)
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
+    return np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width * msg.height)
+
+
+def polygon(header: Header, exterior: np.ndarray) -> PolygonStamped:
+    msg = PolygonStamped(header=header)
+    msg.polygon.points = [Point32(x=float(x), y=float(y), z=0.0) for x, y in exterior]
+    return msg
