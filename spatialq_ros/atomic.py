@@ -50,7 +50,11 @@ def atomic_dir(target: str | Path, force: bool = False) -> Iterator[Path]:
     target = check_writable_parent(target)
     if target.exists() and not force:
         raise SpatialqError(f"{target} already exists (use --force to replace it)")
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+        tmp.chmod(0o755)  # mkdtemp makes 0700; outputs (bags, artifacts) are for other users too
+    except OSError as exc:
+        raise SpatialqError(f"{target}: cannot write in {target.parent} ({exc.strerror})") from None
     try:
         yield tmp
         if target.exists():

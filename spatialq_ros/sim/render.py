@@ -1,53 +1,97 @@
-"""Cutting one camera frame (and its ground-truth mask) out of the world orthophoto."""
+"""Cutting one camera frame (and its ground-truth mask) out of the world orthophoto.
+
+A nadir camera over flat ground is an affine map from frame pixels to world pixels (rotation by yaw,
+scale by altitude), so a frame is one warpAffine of the pyramid level nearest its ground resolution.
+The camera then adds what a real one adds: exposure gain and white balance that drift, moving cloud
+shadows, vignetting and sensor noise.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from .flight import FOOTPRINT_M, Pose
+from .flight import Pose, focal_px
+from .noise import fractal_noise
 from .world import World
 
 CLOUD_DOWNSCALE = 8
+WIND_PX_PER_FRAME = np.array([0.9, 0.35])  # cloud drift in world pixels per frame
 
 
-def frame_to_world(pose: Pose, size: tuple[int, int], world: World) -> np.ndarray:
-    """2x3 affine from frame pixels (u, v) to world pixels (X, Y); world Y grows southwards."""
+@dataclass(frozen=True)
+class Exposure:
+    gain: float
+    white_balance: tuple[float, float, float]
+
+
+def frame_to_world(pose: Pose, size: tuple[int, int], world: World, level: int = 0) -> np.ndarray:
+    """2x3 affine from frame pixels (u right, v down) to pixels of pyramid `level` (X east, Y south).
+
+    Pixel centres are integers at every level: world pixel X covers [X, X+1) * metres_per_px, and
+    cv2.pyrDown puts level k+1 pixel i at level k pixel 2i.
+    """
     width, height = size
-    gsd = FOOTPRINT_M / width  # metres per frame pixel
-    up = np.array([np.cos(pose.yaw), np.sin(pose.yaw)])
+    gsd = pose.z / focal_px(width)  # metres per frame pixel
+    up = np.array([np.cos(pose.yaw), np.sin(pose.yaw)])  # map axes, metres
     right = np.array([np.sin(pose.yaw), -np.cos(pose.yaw)])
     mpp = world.metres_per_px
-    world_h = world.rgb.shape[0]
-    # map metres -> world px: X = x / mpp, Y = world_h - y / mpp
-    to_px = np.array([[1 / mpp, 0], [0, -1 / mpp]])
-    a = to_px @ np.column_stack([right * gsd, -up * gsd])
-    centre = to_px @ np.array([pose.x, pose.y]) + np.array([0, world_h])
-    offset = centre - a @ np.array([width / 2, height / 2])
-    return np.column_stack([a, offset])
+    to_px = np.array([[1 / mpp, 0.0], [0.0, -1 / mpp]]) / 2**level
+    linear = to_px @ np.column_stack([right * gsd, -up * gsd])
+    centre_px = (np.array([pose.x / mpp, world.rgb.shape[0] - pose.y / mpp]) - 0.5) / 2**level
+    offset = centre_px - linear @ np.array([(width - 1) / 2, (height - 1) / 2])
+    return np.column_stack([linear, offset])
 
 
-def render_frame(world: World, clouds: np.ndarray, pose: Pose, size: tuple[int, int], gain: float,
-                 drift_px: tuple[float, float], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """RGB uint8 frame and mono8 field mask for one pose; exposure `gain`, cloud shadows drifting by `drift_px`."""
-    affine = frame_to_world(pose, size, world)
-    flags = cv2.WARP_INVERSE_MAP
-    rgb = cv2.warpAffine(world.rgb, affine, size, flags=cv2.INTER_LINEAR | flags, borderMode=cv2.BORDER_REFLECT)
-    mask = cv2.warpAffine(world.field_mask, affine, size, flags=cv2.INTER_NEAREST | flags,
+def pyramid_level(pose: Pose, width: int, world: World) -> int:
+    """Coarsest level whose pixels are no larger than a frame pixel (a warp from it skips no more than every
+    other pixel, so crop rows do not alias)."""
+    ratio = pose.z / focal_px(width) / world.metres_per_px
+    return int(np.clip(np.floor(np.log2(max(ratio, 1.0))), 0, len(world.pyramid) - 1))
+
+
+def render_frame(world: World, clouds: np.ndarray, vignette: np.ndarray, pose: Pose, index: int,
+                 exposure: Exposure, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 frame and mono8 field mask (same geometry) for one pose."""
+    height, width = vignette.shape
+    size = (width, height)
+    level = pyramid_level(pose, width, world)
+    inverse = cv2.WARP_INVERSE_MAP
+    rgb = cv2.warpAffine(world.pyramid[level], frame_to_world(pose, size, world, level), size,
+                         flags=cv2.INTER_LINEAR | inverse, borderMode=cv2.BORDER_REFLECT)
+    to_world = frame_to_world(pose, size, world)
+    mask = cv2.warpAffine(world.field_mask, to_world, size, flags=cv2.INTER_NEAREST | inverse,
                           borderMode=cv2.BORDER_REFLECT)
-    cloud_affine = affine.copy()
-    cloud_affine[:, 2] += drift_px
-    cloud_affine /= CLOUD_DOWNSCALE
-    shadow = cv2.warpAffine(clouds, cloud_affine, size, flags=cv2.INTER_LINEAR | flags, borderMode=cv2.BORDER_WRAP)
-    light = gain * (1.0 - 0.35 * shadow)
-    noisy = rgb.astype(np.float32) * light[..., None] + rng.normal(0, 2.0, rgb.shape).astype(np.float32)
-    return np.clip(noisy, 0, 255).astype(np.uint8), mask
+    to_clouds = to_world.copy()
+    to_clouds[:, 2] += WIND_PX_PER_FRAME * index
+    shadow = cv2.warpAffine(clouds, to_clouds / CLOUD_DOWNSCALE, size, flags=cv2.INTER_LINEAR | inverse,
+                            borderMode=cv2.BORDER_WRAP)
+    light = exposure.gain * vignette * (1.0 - 0.4 * shadow)
+    frame = rgb.astype(np.float32) * light[..., None] * np.float32(exposure.white_balance)
+    frame += 2.0 * rng.standard_normal(frame.shape, dtype=np.float32)
+    return np.clip(frame + 0.5, 0, 255).astype(np.uint8), mask
+
+
+def exposure_at(index: int, rng: np.random.Generator) -> Exposure:
+    """Auto-exposure hunting around a slow cycle (14 s), white balance drifting over a slower one."""
+    gain = 1.0 + 0.16 * np.sin(2 * np.pi * index / 140.0) + rng.normal(0, 0.015)
+    warm = 0.03 * np.sin(2 * np.pi * index / 230.0 + 1.0)
+    return Exposure(float(gain), (1.0 + warm, 1.0, 1.0 - warm))
+
+
+def make_vignette(size: tuple[int, int]) -> np.ndarray:
+    """Brightness falloff towards the corners (cos^4-like), 1 in the centre, about 0.8 in the corners."""
+    width, height = size
+    v, u = np.mgrid[0:height, 0:width].astype(np.float32)
+    r2 = ((u - (width - 1) / 2) ** 2 + (v - (height - 1) / 2) ** 2) / ((width / 2) ** 2 + (height / 2) ** 2)
+    return (1.0 - 0.2 * r2).astype(np.float32)
 
 
 def make_clouds(world: World, seed: int) -> np.ndarray:
-    """Soft cloud-shadow coverage in [0, 1] over the world, at 1/8 resolution."""
-    rng = np.random.default_rng(seed + 2)
+    """Soft cloud-shadow cover in [0, 1] over the world at 1/8 resolution: scattered cumulus, mostly clear."""
+    rng = np.random.default_rng((seed, 2))
     n = world.rgb.shape[0] // CLOUD_DOWNSCALE
-    coarse = rng.normal(0, 1, (n // 16 + 2, n // 16 + 2)).astype(np.float32)
-    field = cv2.resize(coarse, (n, n), interpolation=cv2.INTER_CUBIC)
-    return np.clip((field - 0.6) * 1.5, 0, 1)
+    cover = fractal_noise(rng, (n, n), 120 / world.metres_per_px / CLOUD_DOWNSCALE, octaves=3)
+    return np.clip((cover - 0.45) * 2.5, 0, 1)

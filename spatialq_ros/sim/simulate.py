@@ -1,4 +1,18 @@
-"""A whole simulated flight: world, path, frames and ground truth, written as one rosbag2."""
+"""A whole simulated flight: world, path, frames and ground truth, written as one rosbag2.
+
+Every frame writes, all with one header stamp (sim time from START_NS at 10 Hz):
+  /camera/image_raw           sensor_msgs/Image rgb8, frame `camera`
+                              (or /camera/image_raw/compressed, sensor_msgs/CompressedImage jpeg)
+  /camera/camera_info         sensor_msgs/CameraInfo, frame `camera`: the same pinhole for every frame
+  /odom                       nav_msgs/Odometry, frame `map`, child `base_link`: camera position (m)
+                              and yaw, twist in `base_link` from the path
+  /ground_truth/field_mask    sensor_msgs/Image mono8, frame `camera`: 255 inside a cultivated field,
+                              0 on tracks, margins, hedges, trees, yards and buildings
+  /ground_truth/place         std_msgs/Header with frame_id `place/<id>`: the 25 m ground cell under
+                              the camera (flight.place_id), so revisits share ids. A Header is the
+                              smallest standard message that is stamped and carries a label.
+The same arguments (output folder name included: it names the data file) give the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +24,17 @@ import numpy as np
 from tqdm import tqdm
 
 from ..atomic import atomic_dir
-from . import bag as B
-from .flight import FOOTPRINT_M, Pose, flight_path, place_id
-from .render import make_clouds, render_frame
+from ..errors import SpatialqError
+from . import messages as M
+from .bag import (CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, IMAGE_TOPIC, MASK_TOPIC, ODOM_TOPIC, PLACE_TOPIC,
+                  STORAGES, BagWriter)
+from .flight import Pose, flight_path, place_id
+from .render import exposure_at, make_clouds, make_vignette, render_frame
 from .world import make_world
 
 START_NS = 1_700_000_000 * 1_000_000_000
 FRAME_PERIOD_NS = 100_000_000  # 10 Hz
+MAX_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -28,62 +46,71 @@ class SimConfig:
     compressed: bool = False
     hover: int = 0
 
+    def __post_init__(self) -> None:
+        width, height = self.size
+        if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+            raise SpatialqError(f"--size {width}x{height}: both sides must be between 1 and {MAX_SIDE} px")
+        if self.seed < 0:
+            raise SpatialqError(f"--seed {self.seed}: must be 0 or more")
+        if self.frames < 1:
+            raise SpatialqError(f"--frames {self.frames}: need at least 1 frame")
+        if not 0 <= self.hover < self.frames:
+            raise SpatialqError(f"--hover {self.hover}: must be between 0 and frames - 1 ({self.frames - 1})")
+        if self.storage not in STORAGES:
+            raise SpatialqError(f"--storage {self.storage}: expected one of {', '.join(STORAGES)}")
+
 
 def simulate(out: str | Path, config: SimConfig, force: bool = False, progress: bool = True) -> Path:
     """Render the flight into a temp folder beside `out`, then rename: no half-written bag is ever left."""
-    world = make_world(config.seed)
-    clouds = make_clouds(world, config.seed)
-    poses = flight_path(config.frames, world.size_m, config.hover, config.seed)
-    rng = np.random.default_rng(config.seed + 3)
-    with atomic_dir(out, force=force) as tmp:
-        bag_dir = tmp / "bag"
-        with B.BagWriter(bag_dir, config.storage) as writer:
-            for i, pose in enumerate(tqdm(poses, desc="sim", unit="frame", disable=not progress)):
+    out = Path(out)
+    try:
+        return _simulate(out, config, force, progress)
+    except OSError as exc:  # e.g. a folder that only root's permission bits called writable, or a full disk
+        raise SpatialqError(f"{out}: cannot write the bag ({exc.strerror or exc})") from None
+
+
+def _simulate(out: Path, config: SimConfig, force: bool, progress: bool) -> Path:
+    with atomic_dir(out, force=force) as tmp, \
+            tqdm(total=config.frames, desc="sim: drawing the world", unit="frame", disable=not progress) as bar:
+        world = make_world(config.seed)
+        clouds = make_clouds(world, config.seed)
+        vignette = make_vignette(config.size)
+        poses = flight_path(config.frames, world.size_m, config.hover, config.seed)
+        rng = np.random.default_rng((config.seed, 3))
+        bar.set_description("sim")
+        bag_dir = tmp / out.name  # rosbags names the data file after its folder
+        with BagWriter(bag_dir, config.storage) as writer:
+            for i, pose in enumerate(poses):
                 ns = START_NS + i * FRAME_PERIOD_NS
-                gain = 1.0 + 0.18 * math.sin(2 * math.pi * i / 140.0) + rng.normal(0, 0.015)
-                drift = (0.8 * i, 0.3 * i)  # clouds move with the wind
-                rgb, mask = render_frame(world, clouds, pose, config.size, gain, drift, rng)
-                write_frame(writer, ns, rgb, mask, pose, config)
-        # the rename target is the bag itself: move its files up one level
-        for item in bag_dir.iterdir():
+                rgb, mask = render_frame(world, clouds, vignette, pose, i, exposure_at(i, rng), rng)
+                _write_frame(writer, ns, rgb, mask, pose, _velocity(poses, i), config)
+                bar.update()
+        for item in bag_dir.iterdir():  # the bag's files become the target folder's content
             item.rename(tmp / item.name)
         bag_dir.rmdir()
-    return Path(out)
+    return out
 
 
-def write_frame(writer: B.BagWriter, ns: int, rgb: np.ndarray, mask: np.ndarray, pose: Pose, config: SimConfig) -> None:
+def _write_frame(writer: BagWriter, ns: int, rgb: np.ndarray, mask: np.ndarray, pose: Pose,
+                 velocity: tuple[float, float, float], config: SimConfig) -> None:
     if config.compressed:
-        writer.write(B.COMPRESSED_TOPIC, B.compressed_msg(ns, "camera", rgb), ns)
+        writer.write(COMPRESSED_TOPIC, M.compressed_msg(ns, "camera", rgb), ns)
     else:
-        writer.write(B.IMAGE_TOPIC, B.image_msg(ns, "camera", rgb), ns)
-    writer.write(B.CAMERA_INFO_TOPIC, camera_info(ns, config.size), ns)
-    writer.write(B.ODOM_TOPIC, odometry(ns, pose), ns)
-    writer.write(B.MASK_TOPIC, B.image_msg(ns, "camera", mask), ns)
-    writer.write(B.PLACE_TOPIC, B.header(ns, f"place/{place_id(pose)}"), ns)
+        writer.write(IMAGE_TOPIC, M.image_msg(ns, "camera", rgb), ns)
+    writer.write(CAMERA_INFO_TOPIC, M.camera_info(ns, "camera", config.size), ns)
+    writer.write(ODOM_TOPIC, M.odometry(ns, pose, velocity), ns)
+    writer.write(MASK_TOPIC, M.image_msg(ns, "camera", mask), ns)
+    writer.write(PLACE_TOPIC, M.place(ns, place_id(pose)), ns)
 
 
-def camera_info(ns: int, size: tuple[int, int]):
-    width, height = size
-    focal = width / 2 / math.tan(math.atan(FOOTPRINT_M / 2 / 80.0))
-    k = [focal, 0.0, width / 2, 0.0, focal, height / 2, 0.0, 0.0, 1.0]
-    p = [focal, 0.0, width / 2, 0.0, 0.0, focal, height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
-    T = B.T
-    return T["sensor_msgs/msg/CameraInfo"](
-        header=B.header(ns, "camera"), height=height, width=width, distortion_model="plumb_bob",
-        d=np.zeros(5), k=np.array(k), r=np.eye(3).reshape(-1), p=np.array(p), binning_x=0, binning_y=0,
-        roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
-
-
-def odometry(ns: int, pose: Pose):
-    T = B.T
-    qx, qy, qz, qw = pose.quaternion
-    covariance = np.diag([0.01, 0.01, 0.04, 1e-4, 1e-4, 1e-3]).reshape(-1)
-    geometry = T["geometry_msgs/msg/Pose"](
-        position=T["geometry_msgs/msg/Point"](x=pose.x, y=pose.y, z=pose.z),
-        orientation=T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
-    zero = T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)
-    return T["nav_msgs/msg/Odometry"](
-        header=B.header(ns, "map"), child_frame_id="base_link",
-        pose=T["geometry_msgs/msg/PoseWithCovariance"](pose=geometry, covariance=covariance),
-        twist=T["geometry_msgs/msg/TwistWithCovariance"](
-            twist=T["geometry_msgs/msg/Twist"](linear=zero, angular=zero), covariance=np.zeros(36)))
+def _velocity(poses: list[Pose], i: int) -> tuple[float, float, float]:
+    """(forward, left, yaw rate) in `base_link`, by central differences along the path."""
+    lo, hi = max(i - 1, 0), min(i + 1, len(poses) - 1)
+    if lo == hi:
+        return 0.0, 0.0, 0.0
+    a, b = poses[lo], poses[hi]
+    dt = (hi - lo) * FRAME_PERIOD_NS / 1e9
+    vx, vy = (b.x - a.x) / dt, (b.y - a.y) / dt
+    c, s = math.cos(poses[i].yaw), math.sin(poses[i].yaw)
+    dyaw = math.atan2(math.sin(b.yaw - a.yaw), math.cos(b.yaw - a.yaw))
+    return c * vx + s * vy, -s * vx + c * vy, dyaw / dt
