@@ -28,6 +28,8 @@ setup(
         "console_scripts": [
             "spatialq = spatialq_ros.cli:main",
             "perception_node = spatialq_ros.ros.perception_node:main",
+            "map_builder_node = spatialq_ros.ros.map_builder_node:main",
+            "calibration_node = spatialq_ros.ros.calibration_node:main",
         ],
     },
 )

@@ -1,23 +1,11 @@
-"""Drone profile: `ros2 launch spatialq_ros drone.launch.py`.
+"""Drone profile: `ros2 launch spatialq_ros drone.launch.py [namespace:=...] [params_file:=...] [use_sim_time:=true]
+[image_topic:=...] [log_level:=debug] [build_map:=true]`.
 
-Nodes are added as they land (see README); for now it declares the profile's arguments and parameters.
+The node graph is defined once in spatialq_ros/ros/graph.py; `spatialq bringup drone` runs the same nodes in one process.
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo
-from launch.substitutions import LaunchConfiguration
+from spatialq_ros.ros.launch_description import profile_launch_description
 
 
-def generate_launch_description() -> LaunchDescription:
-    share = get_package_share_directory("spatialq_ros")
-    return LaunchDescription([
-        DeclareLaunchArgument("namespace", default_value="drone"),
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "drone.yaml")),
-        DeclareLaunchArgument("use_sim_time", default_value="false"),
-        DeclareLaunchArgument("image_topic", default_value="/camera/image_raw"),
-        DeclareLaunchArgument("log_level", default_value="info"),
-        LogInfo(msg=["spatialq_ros drone profile, parameters from ", LaunchConfiguration("params_file")]),
-    ])
+def generate_launch_description():
+    return profile_launch_description("drone")

@@ -23,6 +23,8 @@ COMMANDS = {
     "eval": "Score keypoints, place recognition and field boundaries on a simulated flight.",
     "calibrate": "GPLQ (or min-max) calibration of the backbone to W4A8.",
     "bench": "W4A8 engines vs FP32 and ORT INT8 baselines: latency, memory, size, fidelity.",
+    "bringup": "Run a profile's ROS 2 nodes in one process (what ros2 launch would start).",
+    "replay": "Replay a bag through a profile's nodes over DDS; record the outputs and write a report.",
 }
 
 

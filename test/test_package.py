@@ -26,12 +26,30 @@ def test_setup_installs_scripts_where_ros2_run_finds_them():
     assert "spatialq = spatialq_ros.cli:main" in setup
 
 
-def test_launch_file_declares_the_profile_arguments():
-    tree = ast.parse((ROOT / "launch" / "drone.launch.py").read_text())
-    declared = {node.args[0].value for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
+def test_launch_description_declares_the_profile_arguments():
+    tree = ast.parse((ROOT / "spatialq_ros" / "ros" / "launch_description.py").read_text())
+    declared = {node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
+                and getattr(node.func, "id", "") == "DeclareLaunchArgument" and isinstance(node.args[0], ast.Constant)}
     assert declared >= {"namespace", "params_file", "use_sim_time", "image_topic", "log_level"}
-    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+
+
+def test_each_launch_file_builds_its_profile_from_the_graph_spec():
+    for profile in ("drone", "tractor"):
+        tree = ast.parse((ROOT / "launch" / f"{profile}.launch.py").read_text())
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and getattr(n.func, "id", "") == "profile_launch_description"]
+        assert [c.args[0].value for c in calls] == [profile]
+
+
+def test_every_node_of_the_graph_is_an_installed_executable():
+    from spatialq_ros.ros.graph import PROFILES
+
+    setup = (ROOT / "setup.py").read_text()
+    for prof in PROFILES.values():
+        for spec in prof.nodes:
+            module = spec.entry.split(":")[0]
+            assert f'"{spec.executable} = {module}:main",' in setup, spec.executable
 
 
 def test_readme_quick_start_and_ci_agree():

@@ -29,10 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backbone.preprocess import parse_size
     from ..banner import warn_untrained
     from ..errors import SpatialqError
-    from ..perception.place.database import PlaceDatabase
-    from ..perception.place.kmeans import fit_vocabulary
-    from ..perception.place.recognizer import global_descriptor
-    from ..perception.place.vlad import l2n
+    from ..perception.place.builder import MapBuilder
     from ..runtime.factory import make_engine
     from ..sim.bag import read_frames, read_poses
 
@@ -45,32 +42,22 @@ def run(args: argparse.Namespace) -> int:
     engine = make_engine(args.model, size, args.facet_layer)
     if not engine.trained:
         warn_untrained()
+    builder = MapBuilder(engine.fingerprint, {
+        "facet_layer": args.facet_layer, "aggregation": args.aggregation, "size": list(size),
+        "pca_dims": args.pca_dims, "clusters": args.clusters, "pose_topic": args.pose_topic},
+        min_distance=args.min_distance, every=args.every)
     pose_stamps = np.array(sorted(poses))
-    kept, last_xy = [], None
     for i, frame in enumerate(tqdm(read_frames(args.bag, args.topic), desc="map frames", unit="frame")):
         if args.frames is not None and i >= args.frames:
             break
         pose = nearest_pose(poses, pose_stamps, frame.stamp_ns)
-        if pose is None:
-            continue
-        if args.min_distance is not None:
-            if last_xy is not None and np.linalg.norm(pose[:2] - last_xy) < args.min_distance:
-                continue
-            last_xy = pose[:2]
-        elif i % args.every:
-            continue
-        kept.append((frame.stamp_ns, pose, engine.infer(frame.rgb).value_facet))
-    if len(kept) < 2:
-        raise SpatialqError(f"{args.bag}: only {len(kept)} frames with poses; a map needs at least 2")
-    patches = np.concatenate([l2n(f.reshape(-1, f.shape[-1])) for _, _, f in kept])
-    clusters = min(args.clusters, len(patches))
-    vocabulary = fit_vocabulary(patches, k=clusters)
-    config = {"facet_layer": args.facet_layer, "aggregation": args.aggregation, "size": list(size),
-              "pca_dims": args.pca_dims, "clusters": clusters, "pose_topic": args.pose_topic}
-    db = PlaceDatabase(vocabulary, engine.fingerprint, config)
-    for stamp, pose, facet in kept:
-        db.add(global_descriptor(facet, vocabulary, args.aggregation), pose, stamp)
-    db.refit_pca()
+        if pose is not None and builder.wants(pose):
+            builder.add(engine.infer(frame.rgb).value_facet, pose, frame.stamp_ns)
+    try:
+        db = builder.build()
+    except SpatialqError as exc:
+        raise SpatialqError(f"{args.bag}: {exc}") from None
+    clusters, vocabulary = db.config["clusters"], db.vocabulary
     db.save(args.out)
     print(f"wrote {args.out}: {len(db)} places, vocabulary {clusters}x{vocabulary.shape[1]}, "
           f"PCA {args.pca_dims or 'off'}" + ("" if engine.trained else "  [UNTRAINED]"))

@@ -1,10 +1,10 @@
-"""Frame accounting for /diagnostics: fps, latency from header stamps, processed, dropped, bad per reason."""
+"""Frame accounting for /diagnostics: fps, latency from header stamps, per-stage times, processed, dropped, bad."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -12,45 +12,70 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 class FrameStats:
     def __init__(self, window: int = 100) -> None:
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self.received = 0
         self.processed = 0
+        self.cached = 0
         self.bad: Counter[str] = Counter()
+        self._window = window
         self._latency_ms: deque[float] = deque(maxlen=window)
+        self._stage_ms: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=self._window))
         self._done_at: deque[float] = deque(maxlen=window)
 
     def frame_received(self) -> None:
-        with self._lock:
+        with self._changed:
             self.received += 1
 
-    def frame_processed(self, latency_ms: float) -> None:
-        with self._lock:
+    def frame_processed(self, latency_ms: float, stages_ms: dict[str, float] | None = None,
+                        cached: bool = False) -> None:
+        with self._changed:
             self.processed += 1
+            self.cached += int(cached)
             self._latency_ms.append(latency_ms)
+            for stage, ms in (stages_ms or {}).items():
+                self._stage_ms[stage].append(ms)
             self._done_at.append(time.monotonic())
+            self._changed.notify_all()
 
     def frame_bad(self, reason: str) -> None:
-        with self._lock:
+        with self._changed:
             self.bad[reason] += 1
+            self._changed.notify_all()
+
+    @property
+    def finished(self) -> int:
+        """Frames the node is done with: processed or rejected."""
+        return self.processed + sum(self.bad.values())
+
+    def wait_finished(self, count: int, timeout: float) -> bool:
+        """Block until `count` frames are processed or rejected (lockstep replay); False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.finished >= count, timeout)
 
     @property
     def dropped(self) -> int:
         """Frames the middleware delivered that were neither processed nor rejected (skipped while busy)."""
-        return max(0, self.received - self.processed - sum(self.bad.values()))
+        return max(0, self.received - self.finished)
 
-    def to_message(self, stamp, name: str, hardware_id: str) -> DiagnosticArray:
-        with self._lock:
+    def to_message(self, stamp, name: str, hardware_id: str, extra: dict[str, str] | None = None) -> DiagnosticArray:
+        with self._changed:
             lat = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
             span = self._done_at[-1] - self._done_at[0] if len(self._done_at) > 1 else 0.0
             fps = (len(self._done_at) - 1) / span if span > 0 else 0.0
             values = {"fps": f"{fps:.2f}", "latency_p50_ms": f"{np.percentile(lat, 50):.1f}",
                       "latency_p95_ms": f"{np.percentile(lat, 95):.1f}", "received": str(self.received),
                       "processed": str(self.processed), "dropped": str(self.dropped),
-                      "bad_frames": str(sum(self.bad.values()))}
+                      "frame_cache_reused": str(self.cached), "bad_frames": str(sum(self.bad.values()))}
+            for stage, times in self._stage_ms.items():
+                values[f"stage.{stage}_p50_ms"] = f"{np.percentile(times, 50):.1f}"
+                values[f"stage.{stage}_p95_ms"] = f"{np.percentile(times, 95):.1f}"
             values.update({f"bad_frames.{k}": str(v) for k, v in sorted(self.bad.items())})
+            values.update(extra or {})
             level = DiagnosticStatus.WARN if self.bad or self.dropped else DiagnosticStatus.OK
-        status = DiagnosticStatus(level=level, name=name, hardware_id=hardware_id,
-                                  message="bad frames" if self.bad else "ok",
+            message = "bad frames" if self.bad else "ok"
+        if "configure_error" in values:
+            level, message = DiagnosticStatus.ERROR, values["configure_error"]
+        status = DiagnosticStatus(level=level, name=name, hardware_id=hardware_id, message=message,
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
         msg = DiagnosticArray()
         msg.header.stamp = stamp

@@ -5,9 +5,10 @@ from __future__ import annotations
 import array
 
 import numpy as np
-from geometry_msgs.msg import Point32, PolygonStamped
+from geometry_msgs.msg import Point, Point32, PolygonStamped
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
+from visualization_msgs.msg import Marker, MarkerArray
 
 _FIELD_TYPES = {np.dtype(np.float32): PointField.FLOAT32, np.dtype(np.int8): PointField.INT8,
                 np.dtype(np.int32): PointField.INT32, np.dtype(np.uint16): PointField.UINT16}
@@ -61,3 +62,33 @@ def polygon(header: Header, exterior: np.ndarray) -> PolygonStamped:
     msg = PolygonStamped(header=header)
     msg.polygon.points = [Point32(x=float(x), y=float(y), z=0.0) for x, y in exterior]
     return msg
+
+
+def boundary_markers(header: Header, rings: list[np.ndarray]) -> MarkerArray:
+    """Field boundaries as closed line strips in input-image pixels (z = 0), after a DELETEALL of the last set."""
+    markers = [Marker(header=header, ns="field_boundaries", action=Marker.DELETEALL)]
+    for i, ring in enumerate(rings):
+        m = Marker(header=header, ns="field_boundaries", id=i, type=Marker.LINE_STRIP, action=Marker.ADD)
+        m.pose.orientation.w = 1.0
+        m.scale.x = 2.0
+        m.color.r, m.color.g, m.color.b, m.color.a = 1.0, 0.85, 0.0, 1.0
+        closed = np.vstack([ring, ring[:1]])
+        m.points = [Point(x=float(x), y=float(y), z=0.0) for x, y in closed]
+        markers.append(m)
+    return MarkerArray(markers=markers)
+
+
+def place_markers(header: Header, positions: np.ndarray, similarities: np.ndarray,
+                  frame_id: str = "map") -> MarkerArray:
+    """Candidate places as spheres in the map frame (input stamp), the best one largest and green."""
+    stamped = Header(stamp=header.stamp, frame_id=frame_id)
+    markers = [Marker(header=stamped, ns="place_candidates", action=Marker.DELETEALL)]
+    for rank, (xyz, sim) in enumerate(zip(positions, similarities)):
+        m = Marker(header=stamped, ns="place_candidates", id=rank, type=Marker.SPHERE, action=Marker.ADD)
+        m.pose.position.x, m.pose.position.y, m.pose.position.z = (float(v) for v in xyz[:3])
+        m.pose.orientation.w = 1.0
+        m.scale.x = m.scale.y = m.scale.z = 6.0 if rank == 0 else 3.0
+        m.color.r, m.color.g, m.color.b = (0.1, 0.9, 0.2) if rank == 0 else (0.9, 0.5, 0.1)
+        m.color.a = float(np.clip(sim, 0.2, 1.0))
+        markers.append(m)
+    return MarkerArray(markers=markers)

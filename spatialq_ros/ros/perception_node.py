@@ -1,8 +1,9 @@
 """perception_node: camera frames in; keypoints, place matches and field boundaries out, one backbone pass each.
 
-Thin by design: decoding is `spatialq_ros.frames`, all perception is `perception.pipeline.Pipeline`; this
-file only maps parameters, topics, headers and diagnostics. A frame it cannot use is counted and logged
-(throttled) and the node goes on.
+A lifecycle node (unattended robots: `autostart` configures and activates it at start). Thin by design:
+decoding is `spatialq_ros.frames`, all perception is `perception.pipeline.Pipeline`; this file maps
+parameters, topics, headers and diagnostics. A frame it cannot use is counted and logged (throttled) and
+the node goes on; a bad parameter fails `configure` with one clear line instead of crashing.
 """
 
 from __future__ import annotations
@@ -14,31 +15,124 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PolygonStamped, PoseWithCovarianceStamped
-from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
-from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
 
 from ..errors import SpatialqError
 from ..frames import BadFrame, decode_compressed, decode_image
 from .diagnostics import FrameStats
-from .messages import mono8_image, polygon, table_cloud
+from .messages import boundary_markers, mono8_image, place_markers, polygon, table_cloud
+from .parameters import Spec, declare, read_parameters
 from .qos import OUTPUT_QOS, SENSOR_QOS
 
+PARAMETERS = (
+    Spec("autostart", True, "configure and activate at start (unattended robots)"),
+    Spec("model", "", "checkpoint or W4A8 artifact folder; empty: the embedded default", path="model"),
+    Spec("map", "", "place map from spatialq build-map; empty: place recognition off", path="file"),
+    Spec("field_head", "", "field head from spatialq train-field-head; empty: field boundaries off", path="file"),
+    Spec("size", "448x448", "backbone input WxH, multiples of 14 (an artifact fixes it)", size=True),
+    Spec("compressed", False, "subscribe image/compressed (CompressedImage) instead of image"),
+    Spec("keypoints", True, "publish grid keypoints"),
+    Spec("max_keypoints", 512, "top-K keypoints per frame", (1, 100000)),
+    Spec("keypoint_threshold", 10.0, "least smoothed gradient (grey levels) a keypoint needs", (0.0, 255.0)),
+    Spec("place_top_k", 5, "place candidates per frame", (1, 100)),
+    Spec("frame_cache_threshold", 0.0, "reuse the last outputs while the frame changes less than this "
+         "(mean grey-level difference); 0: off", (0.0, 255.0)),
+    Spec("diagnostics_period", 1.0, "seconds between /diagnostics messages", (0.05, 60.0)),
+)
 
-class PerceptionNode(Node):
+
+class PerceptionNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("perception_node", **kwargs)
-        p = self._declare_parameters()
+        declare(self, PARAMETERS)
+        self.stats = FrameStats()
+        self.pipeline = None
+        self.camera_info: CameraInfo | None = None
+        self._subscriptions_active: list = []
+        self._last_warning = 0.0
+        self._frames = MutuallyExclusiveCallbackGroup()  # frames in one group, timers in another
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
+        self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics,
+                          callback_group=MutuallyExclusiveCallbackGroup())
+        if self.get_parameter("autostart").value:
+            self.trigger_configure()
+            if self._state_machine.current_state[1] == "inactive":
+                self.trigger_activate()
+
+    @property
+    def state(self) -> str:
+        return self._state_machine.current_state[1]
+
+    # lifecycle ---------------------------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.params = read_parameters(self, PARAMETERS)
+            self.pipeline = self._build_pipeline(self.params)
+        except SpatialqError as exc:
+            self.configure_error = str(exc)
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.configure_error = ""
+        self.keypoints_pub = self.create_lifecycle_publisher(PointCloud2, "keypoints", OUTPUT_QOS)
+        self.match_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, "place/match", OUTPUT_QOS)
+        self.candidates_pub = self.create_lifecycle_publisher(PointCloud2, "place/candidates", OUTPUT_QOS)
+        self.place_markers_pub = self.create_lifecycle_publisher(MarkerArray, "place/markers", OUTPUT_QOS)
+        self.mask_pub = self.create_lifecycle_publisher(Image, "field/mask", OUTPUT_QOS)
+        self.boundaries_pub = self.create_lifecycle_publisher(MarkerArray, "field/boundaries", OUTPUT_QOS)
+        self.boundary_pub = self.create_lifecycle_publisher(PolygonStamped, "field/boundary", OUTPUT_QOS)
+        heads = ", ".join(f"{name} {'on' if on else 'off'}" for name, on in self.heads().items())
+        self.get_logger().info(f"configured: {self.pipeline.engine.size[0]}x{self.pipeline.engine.size[1]}, {heads}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.params["compressed"]:
+            sub = self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, SENSOR_QOS,
+                                           callback_group=self._frames)
+        else:
+            sub = self.create_subscription(Image, "image", self._on_image, SENSOR_QOS, callback_group=self._frames)
+        info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS,
+                                        callback_group=self._frames)
+        self._subscriptions_active = [sub, info]
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._drop_subscriptions()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._drop_subscriptions()
+        for pub in (self.keypoints_pub, self.match_pub, self.candidates_pub, self.place_markers_pub, self.mask_pub,
+                    self.boundaries_pub, self.boundary_pub):
+            self.destroy_lifecycle_publisher(pub)
+        self.pipeline = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._drop_subscriptions()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _drop_subscriptions(self) -> None:
+        for sub in self._subscriptions_active:
+            self.destroy_subscription(sub)
+        self._subscriptions_active = []
+
+    def _build_pipeline(self, p: dict):
         from ..backbone.preprocess import parse_size
         from ..perception.keypoints import KeypointConfig
         from ..perception.pipeline import Pipeline
         from ..runtime.factory import make_engine
 
-        size = parse_size(p["size"])
-        engine = make_engine(p["model"] or None, size)
+        engine = make_engine(p["model"] or None, parse_size(p["size"]))
         if not engine.trained:
             self.get_logger().warning("UNTRAINED: no real DINOv2 weights; outputs are not meaningful")
+        if p["frame_cache_threshold"] > 0:
+            from ..runtime.frame_cache import CachedEngine
+
+            engine = CachedEngine(engine, p["frame_cache_threshold"])
         place = None
         if p["map"]:
             from ..perception.place.database import PlaceDatabase
@@ -50,42 +144,16 @@ class PerceptionNode(Node):
             from ..perception.field import load_head
 
             head = load_head(p["field_head"])
-        keypoints = KeypointConfig(max_keypoints=p["max_keypoints"]) if p["keypoints"] else None
-        self.pipeline = Pipeline(engine, keypoints=keypoints, place=place, field_head=head)
-        self.stats = FrameStats()
-        self._last_warning = 0.0
+        keypoints = (KeypointConfig(max_keypoints=p["max_keypoints"], threshold=p["keypoint_threshold"])
+                     if p["keypoints"] else None)
+        return Pipeline(engine, keypoints=keypoints, place=place, field_head=head)
 
-        frames = MutuallyExclusiveCallbackGroup()
-        timers = MutuallyExclusiveCallbackGroup()
-        if p["compressed"]:
-            self.create_subscription(CompressedImage, "image/compressed", self._on_compressed, SENSOR_QOS,
-                                     callback_group=frames)
-        else:
-            self.create_subscription(Image, "image", self._on_image, SENSOR_QOS, callback_group=frames)
-        self.keypoints_pub = self.create_publisher(PointCloud2, "keypoints", OUTPUT_QOS)
-        self.match_pub = self.create_publisher(PoseWithCovarianceStamped, "place/match", OUTPUT_QOS)
-        self.candidates_pub = self.create_publisher(PointCloud2, "place/candidates", OUTPUT_QOS)
-        self.mask_pub = self.create_publisher(Image, "field/mask", OUTPUT_QOS)
-        self.boundary_pub = self.create_publisher(PolygonStamped, "field/boundary", OUTPUT_QOS)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
-        self.create_timer(1.0, self._publish_diagnostics, callback_group=timers)
+    def heads(self) -> dict[str, bool]:
+        p = self.pipeline
+        return {"keypoints": p is not None and p.keypoint_config is not None,
+                "place": p is not None and p.place is not None, "field": p is not None and p.field_head is not None}
 
-    def _declare_parameters(self) -> dict:
-        def text(name, default, about):
-            self.declare_parameter(name, default, ParameterDescriptor(description=about))
-
-        text("model", "", "checkpoint or W4A8 artifact folder; empty: the embedded default")
-        text("map", "", "place map from spatialq build-map; empty: place recognition off")
-        text("field_head", "", "field head from spatialq train-field-head; empty: field off")
-        text("size", "448x448", "backbone input WxH, multiples of 14")
-        self.declare_parameter("keypoints", True, ParameterDescriptor(description="publish grid keypoints"))
-        self.declare_parameter("compressed", False, ParameterDescriptor(description="subscribe image/compressed"))
-        self.declare_parameter("max_keypoints", 512, ParameterDescriptor(
-            description="top-K keypoints", integer_range=[IntegerRange(from_value=1, to_value=100000, step=1)]))
-        self.declare_parameter("place_top_k", 5, ParameterDescriptor(
-            description="place candidates", integer_range=[IntegerRange(from_value=1, to_value=100, step=1)]))
-        names = ("model", "map", "field_head", "size", "keypoints", "compressed", "max_keypoints", "place_top_k")
-        return {n: self.get_parameter(n).value for n in names}
+    # frames ------------------------------------------------------------------------------------------------
 
     def _on_image(self, msg: Image) -> None:
         self._handle(msg.header, lambda: decode_image(msg))
@@ -93,19 +161,23 @@ class PerceptionNode(Node):
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._handle(msg.header, lambda: decode_compressed(msg))
 
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.camera_info = msg
+
     def _handle(self, header, decode) -> None:
         self.stats.frame_received()
         try:
             rgb = decode()
             result = self.pipeline.process(rgb)
+            self._publish(header, rgb.shape, result)
         except BadFrame as exc:
             self._reject(exc.reason, str(exc))
             return
         except SpatialqError as exc:
             self._reject("processing", str(exc))
             return
-        self._publish(header, rgb.shape, result)
-        self.stats.frame_processed(_age_ms(self, header))
+        cached = getattr(self.pipeline.engine, "last_hit", False)
+        self.stats.frame_processed(_age_ms(self, header), result.timings_ms, cached)
 
     def _reject(self, reason: str, detail: str) -> None:
         self.stats.frame_bad(reason)
@@ -133,9 +205,10 @@ class PerceptionNode(Node):
 
             mask = cv2.resize(result.field_mask, (input_shape[1], input_shape[0]), interpolation=cv2.INTER_NEAREST)
             self.mask_pub.publish(mono8_image(header, mask))
-            if result.polygons:
-                ring = result.polygons[0].exterior * np.array([sx, sy])
-                self.boundary_pub.publish(polygon(header, ring))
+            rings = [p.exterior * np.array([sx, sy]) for p in result.polygons]
+            self.boundaries_pub.publish(boundary_markers(header, rings))
+            if rings:
+                self.boundary_pub.publish(polygon(header, rings[0]))
 
     def _publish_place(self, header, place) -> None:
         best = place.poses[0]
@@ -143,48 +216,43 @@ class PerceptionNode(Node):
         msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z = (float(v) for v in best[:3])
         (msg.pose.pose.orientation.x, msg.pose.pose.orientation.y, msg.pose.pose.orientation.z,
          msg.pose.pose.orientation.w) = (float(v) for v in best[3:7])
-        sigma2 = 1.0 + 100.0 * max(0.0, 1.0 - float(place.similarities[0]))  # grows as similarity drops
-        msg.pose.covariance = [sigma2 if i in (0, 7, 14) else (0.1 * sigma2 if i in (21, 28, 35) else 0.0)
-                               for i in range(36)]
+        msg.pose.covariance = match_covariance(float(place.similarities[0]))
         self.match_pub.publish(msg)
         self.candidates_pub.publish(table_cloud(header, {
             "db_index": place.indices.astype(np.int32), "similarity": place.similarities.astype(np.float32),
             "rank": np.arange(len(place.indices), dtype=np.int32),
             "x": place.poses[:, 0].astype(np.float32), "y": place.poses[:, 1].astype(np.float32),
             "z": place.poses[:, 2].astype(np.float32)}))
+        self.place_markers_pub.publish(place_markers(header, place.poses[:, :3], place.similarities))
 
     def _publish_diagnostics(self) -> None:
-        self.diagnostics_pub.publish(self.stats.to_message(self.get_clock().now().to_msg(), self.get_name(),
-                                                           "spatialq_ros"))
+        extra = {"state": self.state, **{f"head.{k}": "on" if v else "off" for k, v in self.heads().items()}}
+        if getattr(self, "configure_error", ""):
+            extra["configure_error"] = self.configure_error
+        if self.pipeline is not None and hasattr(self.pipeline.engine, "hits"):
+            extra["frame_cache_hits"] = str(self.pipeline.engine.hits)
+        extra["camera_info"] = "received" if self.camera_info is not None else "none"
+        self.diagnostics_pub.publish(self.stats.to_message(self.get_clock().now().to_msg(),
+                                                           self.get_fully_qualified_name(), "spatialq_ros", extra))
 
 
-def _age_ms(node: Node, header) -> float:
-    """Latency from the frame's own stamp to now (meaningful with a shared clock, e.g. replay /clock)."""
+def match_covariance(similarity: float) -> list[float]:
+    """Position variance 1 m^2 at similarity 1, growing by 100 m^2 per unit of similarity lost; yaw etc. a tenth."""
+    sigma2 = 1.0 + 100.0 * max(0.0, 1.0 - similarity)
+    return [sigma2 if i in (0, 7, 14) else (0.1 * sigma2 if i in (21, 28, 35) else 0.0) for i in range(36)]
+
+
+def _age_ms(node, header) -> float:
+    """Latency from the frame's own stamp to now (meaningful with a shared clock; under replay /clock it is ~0)."""
     now = node.get_clock().now().nanoseconds
     stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
     return max(0.0, (now - stamp) / 1e6)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rclpy.executors import MultiThreadedExecutor
+    from .bringup import run_nodes
 
-    rclpy.init(args=argv)
-    try:
-        node = PerceptionNode()
-    except SpatialqError as exc:
-        print(f"perception_node: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_nodes([PerceptionNode], argv, "perception_node")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,174 @@
+"""One calibration run, frames to artifact folder: shared by `spatialq calibrate` and the calibration node.
+
+The artifact is written into a temp folder and renamed at the end, so an interrupted or failed run never
+leaves a half-written artifact; the report compares the method with the min-max baseline on held-out frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import SpatialqError
+
+
+@dataclass
+class CalibrationJob:
+    model: str | None
+    size: str
+    frames: int
+    holdout: int = 16
+    method: str = "gplq"
+    qwt: bool = False
+    alpha: float = 0.5
+    facet_layer: int = -1
+    out: str = "artifact"
+    force: bool = False
+    source: str | None = None  # where the frames came from (bag, folder or topic), for quant.json
+    topic: str | None = None
+
+    def check_output(self) -> None:
+        """Fail before any work when the size is invalid or the folder exists (without force)."""
+        from ..backbone.preprocess import parse_size
+
+        parse_size(self.size)
+        if Path(self.out).exists() and not self.force:
+            raise SpatialqError(f"{self.out} already exists (use --force to replace it)")
+
+
+def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: bool = True,
+                    on_step: Callable[[str, int, int], None] | None = None) -> dict:
+    """RGB frames (calibration + held-out) -> artifact folder at job.out; returns the report."""
+    import torch
+
+    from ..atomic import atomic_dir
+    from ..backbone.checkpoint import default_backbone, load_backbone
+    from ..backbone.preprocess import parse_size, preprocess, resize_rgb
+    from ..banner import UNTRAINED_WARNING, warn_untrained
+    from ..runtime.onnx_engine import OnnxEngine
+    from .artifact import write_artifact
+    from .gplq import CalibrationConfig, calibrate
+    from .report import fidelity, plot_block_cosine
+
+    job.check_output()
+    size = parse_size(job.size)
+    if len(frames) < job.frames + job.holdout:
+        raise SpatialqError(f"{job.source}: {len(frames)} frames, fewer than the {job.frames + job.holdout} asked "
+                            f"({job.frames} calibration + {job.holdout} held out)")
+    rgbs = [resize_rgb(f, size) for f in frames[: job.frames + job.holdout]]
+    model, info = load_backbone(job.model) if job.model else default_backbone()
+    if not info.trained:
+        warn_untrained()
+    images = torch.from_numpy(np.concatenate([preprocess(r) for r in rgbs]))
+    cal, held = images[: job.frames], images[job.frames:]
+    fingerprint = hashlib.sha256(cal.numpy().tobytes()).hexdigest()
+    config = CalibrationConfig(method=job.method, alpha=job.alpha, qwt=job.qwt)
+    t0 = time.perf_counter()
+    qmodel, log = calibrate(model, cal, rgbs[: job.frames], config, progress=progress, on_step=on_step)
+    seconds = time.perf_counter() - t0
+    meta = {"method": job.method, "arch": info.arch, "trained": info.trained,
+            "source_checkpoint_sha256": info.sha256, "source_checkpoint": info.path,
+            "calibration": {"frames": job.frames, "fingerprint": fingerprint,
+                            "source": job.source, "topic": job.topic, "seconds": round(seconds, 1)},
+            "config": dict(config.__dict__)}
+    out = Path(job.out)
+    with atomic_dir(out, force=job.force) as tmp:
+        quant = write_artifact(tmp, qmodel, model, meta, size, job.facet_layer)
+        report = {"method": job.method, "calibration_seconds": seconds, "losses": log.losses,
+                  "trained": info.trained}
+        if len(held):
+            compared = {job.method: qmodel}
+            if job.method == "gplq":  # the plain baseline, through the same code, for comparison
+                compared["minmax"], _ = calibrate(model, cal, rgbs[: job.frames], CalibrationConfig(method="minmax"),
+                                                  progress=False)
+            report["holdout_frames"] = len(held)
+            report["fidelity"] = {name: fidelity(model, m, held) for name, m in compared.items()}
+            plot_block_cosine(report["fidelity"], tmp / "block_cosine.png")
+            write_pca_comparison(tmp / "pca_holdout.png", model, compared, held[:1], rgbs[job.frames])
+            engine = OnnxEngine(tmp, "qdq")
+            with torch.no_grad():
+                ref = qmodel.extract(held[:1]).patch_tokens[0].numpy()
+            ort_out = engine.infer_normalized(held[:1].numpy()).patch_tokens
+            report["onnx_vs_torch_rel_error"] = float(np.linalg.norm(ort_out - ref) / np.linalg.norm(ref))
+        sizes = {f.name: f.stat().st_size for f in tmp.iterdir()}
+        report["files"] = sizes
+        report["int4_vs_fp32_size"] = sizes["model_int4.onnx"] / sizes["fp32.onnx"]
+        (tmp / "report.json").write_text(json.dumps(report, indent=1))
+        (tmp / "report.md").write_text(_markdown(report, quant, info, UNTRAINED_WARNING))
+    print(f"wrote {out}: {job.method} W4A8 in {seconds:.0f} s" + ("" if info.trained else "  [UNTRAINED]"))
+    return report
+
+
+def read_calibration_frames(bag: str | None, images: str | None, topic: str | None,
+                            job: CalibrationJob) -> list[np.ndarray]:
+    """The first frames + holdout frames of a bag topic (raw or compressed) or an image folder."""
+    from ..imageio import read_rgb
+    from ..sim.bag import read_frames
+
+    count = job.frames + job.holdout
+    if bag:
+        frames = []
+        for frame in read_frames(bag, topic):
+            frames.append(frame.rgb)
+            if len(frames) == count:
+                break
+        source = bag
+    else:
+        folder = Path(images)
+        if not folder.is_dir():
+            raise SpatialqError(f"{folder}: no such image folder")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+        frames = [read_rgb(p) for p in files[:count]]
+        source = str(folder)
+    if not frames:
+        raise SpatialqError(f"{source}: no frames to calibrate on")
+    if len(frames) < count:
+        raise SpatialqError(f"{source}: {len(frames)} frames, fewer than the {count} asked "
+                            f"(--frames {job.frames} + --holdout {job.holdout})")
+    return frames
+
+
+def write_pca_comparison(path, fp32, models: dict, image, rgb) -> None:
+    """One held-out frame: RGB | FP32 features | each quantized model's features (one PCA basis)."""
+    import torch
+
+    from ..viz.feature_pca import pca_basis
+    from ..viz.pictures import side_by_side, write_png
+    from .report import pca_pictures
+
+    size = (image.shape[-1], image.shape[-2])
+    with torch.no_grad():
+        ref = fp32.extract(image).patch_tokens
+        basis = pca_basis(ref.numpy())
+        pictures = [pca_pictures(ref, basis, size)[0]]
+        pictures += [pca_pictures(m.extract(image).patch_tokens, basis, size)[0] for m in models.values()]
+    write_png(path, side_by_side(rgb, *pictures))
+
+
+def _markdown(report: dict, quant: dict, info, warning: str) -> str:
+    lines = ["# W4A8 calibration report", ""]
+    if not info.trained:
+        lines += [f"> **{warning}**", ""]
+    lines += [f"- method: {report['method']}, arch {quant['arch']}, size {quant['size'][0]}x{quant['size'][1]}",
+              f"- calibration: {quant['calibration']['frames']} frames in {report['calibration_seconds']:.0f} s",
+              f"- model_int4.onnx is {report['int4_vs_fp32_size']:.3f} x fp32.onnx"]
+    if "fidelity" in report:
+        lines += ["", f"## Held-out fidelity vs FP32 ({report['holdout_frames']} frames)", "",
+                  "| model | patch cosine | CLS cosine | patch NN agreement | ERQA 1.1 (feature PCA) | corners kept |",
+                  "| --- | --- | --- | --- | --- | --- |",
+                  "| FP32 | 1.0000 | 1.0000 | 1.000 | 1.000 | 1.000 |"]
+        for name, f in report["fidelity"].items():
+            lines.append(f"| {name} W4A8 | {f['patch_cosine']:.4f} | {f['cls_cosine']:.4f} | {f['nn_agreement']:.3f} | "
+                         f"{f['erqa_pca']:.3f} | {f['corner_preservation']:.3f} |")
+        lines += ["", f"ONNX Runtime (model.onnx) vs the torch fake-quant model: relative error "
+                  f"{report['onnx_vs_torch_rel_error']:.2e}", "",
+                  "![per-block cosine](block_cosine.png)", "",
+                  "Held-out frame: RGB | FP32 | " + " | ".join(f"{n} W4A8" for n in report["fidelity"]) +
+                  " (feature PCA, one basis)", "", "![pca](pca_holdout.png)"]
+    return "\n".join(lines) + "\n"

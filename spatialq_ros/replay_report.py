@@ -1,0 +1,248 @@
+"""The replay report: counts, per-stage and per-output latency, and pictures of what the nodes published
+against the simulator's ground truth. Reads the recorded bag back with `rosbags` (no ROS needed), so the
+report also proves the recording is usable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rosbags.highlevel import AnyReader
+from rosbags.typesys import Stores, get_typestore
+
+from .atomic import write_atomic
+from .banner import UNTRAINED_WARNING
+from .errors import SpatialqError
+from .viz.pictures import stamp_untrained, write_png
+
+_POINT_TYPES = {1: np.int8, 2: np.uint8, 3: np.int16, 4: np.uint16, 5: np.int32, 6: np.uint32, 7: np.float32,
+                8: np.float64}
+HEAD_FLAGS = {"place": "--map", "field": "--field-head", "keypoints": "keypoints: false"}
+
+
+def cloud_rows(msg) -> np.ndarray:
+    """A recorded sensor_msgs/PointCloud2 -> numpy structured array (offsets and point_step honoured)."""
+    names, formats, offsets = [], [], []
+    for f in msg.fields:
+        names.append(f.name)
+        formats.append((_POINT_TYPES[f.datatype], (f.count,)) if f.count > 1 else _POINT_TYPES[f.datatype])
+        offsets.append(f.offset)
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
+    return np.frombuffer(np.asarray(msg.data, np.uint8).tobytes(), dtype=dtype, count=msg.width * msg.height)
+
+
+def read_outputs(out_bag: str | Path) -> dict[str, dict[int, object]]:
+    """Recorded topic -> {input stamp ns: message} (MarkerArrays by their markers' stamp)."""
+    path = Path(out_bag)
+    outputs: dict[str, dict[int, object]] = defaultdict(dict)
+    try:
+        with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
+            for connection, _, raw in reader.messages():
+                msg = reader.deserialize(raw, connection.msgtype)
+                header = getattr(msg, "header", None)
+                if connection.msgtype == "visualization_msgs/msg/MarkerArray":
+                    header = msg.markers[0].header if msg.markers else None
+                stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec if header is not None else len(
+                    outputs[connection.topic])
+                outputs[connection.topic][stamp] = msg
+    except SpatialqError:
+        raise
+    except Exception as exc:  # rosbags raises several types for unreadable bags
+        raise SpatialqError(f"{path}: cannot read the recorded bag ({exc})") from None
+    return dict(outputs)
+
+
+def write_report(result, in_bag: str | Path, out_bag: str | Path, report_dir: str | Path, map_file: str | None = None,
+                 namespace: str = "drone", threshold_m: float = 25.0) -> dict:
+    """Report folder: report.md, report.json, overlay_*.png, matches.png, latency.png."""
+    from .sim.bag import read_frames, read_masks, read_poses
+
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = read_outputs(out_bag)
+    ns = "/" + namespace
+    report: dict = {
+        "bag": str(in_bag), "recorded_bag": str(out_bag), "mode": result.mode, "trained": result.trained,
+        "size": list(result.size), "camera_topic": result.camera_topic,
+        "frames": {"published": result.published, "processed": result.processed, "dropped": result.dropped,
+                   "bad": sum(result.bad.values()), "bad_by_reason": result.bad, "lost_in_transport": result.lost},
+        "wall_s": round(result.wall_s, 2), "fps": round(result.processed / result.wall_s, 2) if result.wall_s else 0.0,
+        "heads": {h: "on" if on else f"off (no {HEAD_FLAGS[h]} given)" for h, on in result.heads.items()},
+        "recorded_messages": result.recorded,
+        "latency_ms": {t: _percentiles(v) for t, v in sorted(result.latency_ms.items()) if v},
+        "stage_ms": {k.removeprefix("stage.").removesuffix("_p50_ms"): {
+            "p50": float(v), "p95": float(result.diagnostics.get(k.replace("_p50_", "_p95_"), "nan"))}
+            for k, v in result.diagnostics.items() if k.startswith("stage.") and k.endswith("_p50_ms")},
+        "frame_cache_reused": int(result.diagnostics.get("frame_cache_reused", 0)),
+    }
+    keypoints = outputs.get(f"{ns}/keypoints", {})
+    if keypoints:
+        report["keypoints"] = {"mean_per_frame": float(np.mean([m.width for m in keypoints.values()]))}
+    masks = outputs.get(f"{ns}/field/mask", {})
+    truth = read_masks(in_bag) if masks else {}
+    if masks and truth:
+        from .metrics.segmentation import boundary_f, iou
+
+        scores = []
+        for stamp, msg in masks.items():
+            if stamp in truth:
+                pred = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width)
+                scores.append((iou(pred, truth[stamp]), boundary_f(pred, truth[stamp]).f))
+        if scores:
+            report["field"] = {"iou": float(np.mean([s[0] for s in scores])),
+                               "boundary_f": float(np.mean([s[1] for s in scores])), "frames": len(scores)}
+    matches = outputs.get(f"{ns}/place/match", {})
+    if matches:
+        report["place"] = _place_accuracy(matches, read_poses(in_bag), map_file, threshold_m, out)
+    overlays = _overlays(read_frames(in_bag, None, skip_bad=True), keypoints, masks, truth,
+                         outputs.get(f"{ns}/field/boundary", {}), result.trained, out)
+    report["pictures"] = overlays + (["matches.png"] if matches else [])
+    if report["latency_ms"] or report["stage_ms"]:
+        _latency_plot(report, out / "latency.png")
+        report["pictures"].append("latency.png")
+    write_atomic(out / "report.json", json.dumps(report, indent=1).encode())
+    write_atomic(out / "report.md", _markdown(report).encode())
+    return report
+
+
+def _percentiles(values: list[float]) -> dict:
+    return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95)), "n": len(values)}
+
+
+def _place_accuracy(matches: dict, poses: dict, map_file: str | None, threshold_m: float, out: Path) -> dict:
+    """A match is right when the matched map place lies within threshold_m of where the camera truly was."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for stamp, msg in sorted(matches.items()):
+        if stamp in poses:
+            p = msg.pose.pose.position
+            rows.append((poses[stamp][:2], np.array([p.x, p.y])))
+    fig, ax = plt.subplots(figsize=(6, 6))
+    if poses:
+        track = np.array([poses[s][:2] for s in sorted(poses)])
+        ax.plot(track[:, 0], track[:, 1], color="0.75", lw=1, label="flight (ground truth)")
+    if map_file:
+        from .perception.place.database import PlaceDatabase
+
+        places = PlaceDatabase.load(map_file).poses
+        ax.scatter(places[:, 0], places[:, 1], s=8, color="tab:blue", label="map places")
+    right = [np.linalg.norm(t - m) <= threshold_m for t, m in rows]
+    for (t, m), ok in zip(rows, right):
+        ax.plot([t[0], m[0]], [t[1], m[1]], color="tab:green" if ok else "tab:red", lw=0.8, alpha=0.7)
+    ax.plot([], [], color="tab:green", label=f"match within {threshold_m:g} m")
+    ax.plot([], [], color="tab:red", label="wrong match")
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title("place matches: true position -> matched map place")
+    fig.tight_layout()
+    fig.savefig(out / "matches.png", dpi=100)
+    plt.close(fig)
+    return {"matched_frames": len(rows), "correct": int(sum(right)),
+            "accuracy": float(np.mean(right)) if rows else None, "threshold_m": threshold_m}
+
+
+def _overlays(frames, keypoints: dict, masks: dict, truth: dict, boundaries: dict, trained: bool, out: Path) -> list:
+    """Up to three frames spread over the replay: keypoints (yellow), true border (green), predicted (red),
+    published boundary polygon (cyan)."""
+    frames = list(frames)
+    done = [f for f in frames if f.stamp_ns in keypoints or f.stamp_ns in masks]
+    picks = [done[i] for i in sorted({0, len(done) // 2, len(done) - 1})] if done else []
+    names = []
+    for j, frame in enumerate(picks):
+        picture = frame.rgb.copy()
+        if frame.stamp_ns in truth:
+            _contours(picture, truth[frame.stamp_ns], (0, 255, 0))
+        if frame.stamp_ns in masks:
+            msg = masks[frame.stamp_ns]
+            _contours(picture, np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width), (255, 0, 0))
+        if frame.stamp_ns in boundaries:
+            ring = np.array([[p.x, p.y] for p in boundaries[frame.stamp_ns].polygon.points], np.int32)
+            cv2.polylines(picture, [ring], True, (0, 255, 255), 1)
+        if frame.stamp_ns in keypoints:
+            rows = cloud_rows(keypoints[frame.stamp_ns])
+            for u, v in zip(rows["u"], rows["v"]):
+                cv2.circle(picture, (int(u), int(v)), 2, (255, 255, 0), -1)
+        if not trained:
+            picture = stamp_untrained(picture)
+        names.append(f"overlay_{j}.png")
+        write_png(out / names[-1], picture)
+    return names
+
+
+def _contours(picture: np.ndarray, mask: np.ndarray, colour) -> None:
+    if mask.shape[:2] != picture.shape[:2]:
+        mask = cv2.resize(mask, (picture.shape[1], picture.shape[0]), interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(picture, contours, -1, colour, 1)
+
+
+def _latency_plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(f"stage: {k}", v["p50"], v["p95"]) for k, v in report["stage_ms"].items()]
+    rows += [(f"publish -> {t}", v["p50"], v["p95"]) for t, v in report["latency_ms"].items()]
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    ax.barh(y, [r[2] for r in rows], color="tab:orange", alpha=0.5, label="p95")
+    ax.barh(y, [r[1] for r in rows], color="tab:blue", label="p50")
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms")
+    ax.legend()
+    ax.set_title(f"replay latency ({report['mode']}, {report['size'][0]}x{report['size'][1]})"
+                 + ("" if report["trained"] else "  UNTRAINED"))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _markdown(report: dict) -> str:
+    f = report["frames"]
+    lines = ["# spatialq replay", ""]
+    if not report["trained"]:
+        lines += [f"> **{UNTRAINED_WARNING}**", ""]
+    lines += [f"- bag `{report['bag']}` ({report['camera_topic']}), {report['mode']}, backbone "
+              f"{report['size'][0]}x{report['size'][1]}; outputs recorded in `{report['recorded_bag']}`",
+              f"- frames: published {f['published']} = processed {f['processed']} + dropped {f['dropped']} + "
+              f"bad {f['bad']}" + (f" ({', '.join(f'{k} {v}' for k, v in f['bad_by_reason'].items())})"
+                                   if f["bad_by_reason"] else ""),
+              f"- {report['fps']} frames/s over {report['wall_s']} s; frame cache reused {report['frame_cache_reused']}",
+              "- heads: " + ", ".join(f"{h} {s}" for h, s in report["heads"].items()), ""]
+    if report["stage_ms"] or report["latency_ms"]:
+        lines += ["## Latency (ms)", "", "| what | p50 | p95 |", "| --- | --- | --- |"]
+        lines += [f"| stage {k} (node, last 100 frames) | {v['p50']:.1f} | {v['p95']:.1f} |"
+                  for k, v in report["stage_ms"].items()]
+        lines += [f"| frame published -> `{t}` received (DDS, all frames) | {v['p50']:.1f} | {v['p95']:.1f} |"
+                  for t, v in report["latency_ms"].items()]
+        lines += ["", "![latency](latency.png)", ""]
+    if "keypoints" in report:
+        lines += [f"Keypoints: {report['keypoints']['mean_per_frame']:.0f} per frame on average.", ""]
+    if "field" in report:
+        fd = report["field"]
+        lines += [f"Field boundaries vs ground truth ({fd['frames']} frames): IoU {fd['iou']:.3f}, "
+                  f"boundary F {fd['boundary_f']:.3f}.", ""]
+    if "place" in report:
+        p = report["place"]
+        accuracy = "n/a" if p["accuracy"] is None else f"{p['accuracy']:.3f}"
+        lines += [f"Place matches within {p['threshold_m']:g} m of the true position: {p['correct']} of "
+                  f"{p['matched_frames']} ({accuracy}). Frames of the map's own pass match themselves.", "",
+                  "![matches](matches.png)", ""]
+    overlays = [p for p in report["pictures"] if p.startswith("overlay_")]
+    if overlays:
+        lines += ["## Frames", "", "Keypoints yellow, true field border green, predicted border red, published "
+                  "boundary polygon cyan.", ""]
+        lines += [f"![{p}]({p})" for p in overlays] + [""]
+    return "\n".join(lines)

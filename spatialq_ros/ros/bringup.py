@@ -1,0 +1,95 @@
+"""A profile's node graph in one process: for machines without `ros2 launch`, and for replay.
+
+The nodes, their parameters (the profile's YAML) and remappings come from `graph.py`, exactly as the
+launch files use them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.parameter import Parameter
+
+from ..errors import SpatialqError
+from .graph import node_parameters, profile
+
+
+def create_profile_nodes(profile_name: str, context, *, params_file: str | None = None, namespace: str | None = None,
+                         image_topic: str | None = None, use_sim_time: bool = False, enable: set[str] | None = None,
+                         overrides: dict[str, dict] | None = None) -> list:
+    """The profile's nodes, constructed (and autostarted) with the same parameters the launch file gives them.
+
+    overrides: node name (or "*" for every node) -> parameter values that replace the file's.
+    """
+    prof = profile(profile_name)
+    ns = prof.namespace if namespace is None else namespace
+    overrides = overrides or {}
+    nodes: list = []
+    try:
+        for spec in prof.nodes:
+            if spec.enabled_by and spec.enabled_by not in (enable or set()):
+                continue
+            params = node_parameters(params_file or prof.params_file, spec.name, ns)
+            params.update(overrides.get("*", {}))
+            params.update(overrides.get(spec.name, {}))
+            params["use_sim_time"] = use_sim_time
+            remaps = [arg for a, b in prof.remappings(spec, image_topic) for arg in ("-r", f"{a}:={b}")]
+            node = spec.node_class()(context=context, namespace=ns, cli_args=["--ros-args", *remaps],
+                                     parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+            nodes.append(node)
+            error = getattr(node, "configure_error", "")
+            if error:
+                raise SpatialqError(f"{node.get_fully_qualified_name()}: {error}")
+    except Exception:
+        for node in nodes:
+            node.destroy_node()
+        raise
+    return nodes
+
+
+def spin_nodes(nodes: list, context, stop: threading.Event | None = None) -> None:
+    """Spin until Ctrl-C, shutdown or `stop`; then let nodes that keep state save it (`close`), and destroy them."""
+    executor = MultiThreadedExecutor(num_threads=max(2, 2 * len(nodes)), context=context)
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        while context.ok() and not (stop and stop.is_set()):
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        close_nodes(nodes)
+        executor.shutdown()
+
+
+def close_nodes(nodes: list) -> None:
+    for node in nodes:
+        close = getattr(node, "close", None)
+        if close is not None:
+            close()
+        node.destroy_node()
+
+
+def run_nodes(node_classes: list, argv: list[str] | None, prog: str) -> int:
+    """Entry point of a node executable: construct, autostart, spin; a bad parameter is one line and exit 2."""
+    context = rclpy.Context()
+    rclpy.init(args=argv, context=context)
+    nodes = []
+    try:
+        for cls in node_classes:
+            nodes.append(cls(context=context))
+            error = getattr(nodes[-1], "configure_error", "")
+            if error:
+                raise SpatialqError(error)
+    except SpatialqError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        return 2
+    spin_nodes(nodes, context)
+    rclpy.try_shutdown(context=context)
+    return 0

@@ -1,0 +1,308 @@
+"""Bag replay over real DDS: a player publishes the bag's camera (and pose) messages with /clock into a
+profile's nodes, a recorder writes every output into a rosbag2 and times each output from the moment
+its frame was published.
+
+Lockstep (the default) publishes the next frame once the node has processed or rejected the last, so a
+replay is deterministic; with a rate, frames go out on the bag's clock and a busy node drops some. Either
+way published = processed + dropped + bad.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PolygonStamped, PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from ..errors import SpatialqError
+from .bringup import close_nodes, create_profile_nodes
+from .graph import profile
+from .qos import SENSOR_QOS
+
+OUTPUTS = {  # perception_node output (relative) -> (type, head that makes it)
+    "keypoints": (PointCloud2, "keypoints"), "place/match": (PoseWithCovarianceStamped, "place"),
+    "place/candidates": (PointCloud2, "place"), "place/markers": (MarkerArray, "place"),
+    "field/mask": (Image, "field"), "field/boundaries": (MarkerArray, "field"),
+    "field/boundary": (PolygonStamped, "field"),
+}
+INPUT_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage,
+               "sensor_msgs/msg/CameraInfo": CameraInfo, "nav_msgs/msg/Odometry": Odometry}
+
+
+@dataclass
+class ReplayResult:
+    published: int = 0
+    processed: int = 0
+    bad: dict = field(default_factory=dict)
+    lost: int = 0  # lockstep: frames the node never received (best-effort transport)
+    wall_s: float = 0.0
+    recorded: dict = field(default_factory=dict)  # absolute topic -> messages
+    latency_ms: dict = field(default_factory=dict)  # output topic -> [publish -> arrival, per frame]
+    heads: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)  # the perception node's last /diagnostics values
+    trained: bool = True
+    size: tuple = ()
+    camera_topic: str = ""
+    mode: str = "lockstep"
+
+    @property
+    def dropped(self) -> int:
+        return self.published - self.processed - sum(self.bad.values())
+
+
+@dataclass
+class BagInput:
+    """The bag's messages the player sends, in log order: (log ns, kind, stamp ns, raw CDR)."""
+    messages: list
+    camera_topic: str
+    compressed: bool
+
+    @property
+    def frames(self) -> int:
+        return sum(1 for m in self.messages if m[1] == "camera")
+
+
+def read_bag_input(bag: str | Path, topic: str | None = None, frames: int | None = None) -> BagInput:
+    from ..sim.bag import CAMERA_INFO_TOPIC, ODOM_TOPIC, _image_topic, _open, header_ns
+
+    with _open(bag) as reader:
+        camera = _image_topic(reader, Path(bag), topic)
+        by_topic = {c.topic: c for c in reader.connections}
+        compressed = by_topic[camera].msgtype == "sensor_msgs/msg/CompressedImage"
+        info_topic = camera.removesuffix("/compressed").rsplit("/", 1)[0] + "/camera_info"
+        kinds = {camera: "camera"}
+        for name, kind in ((info_topic, "camera_info"), (CAMERA_INFO_TOPIC, "camera_info"), (ODOM_TOPIC, "pose")):
+            if name in by_topic and by_topic[name].msgtype in INPUT_TYPES and kind not in kinds.values():
+                kinds[name] = kind
+        connections = [by_topic[t] for t in kinds]
+        messages, count = [], 0
+        for connection, log_ns, raw in reader.messages(connections=connections):
+            kind = kinds[connection.topic]
+            try:
+                stamp = header_ns(reader.deserialize(raw, connection.msgtype))
+            except Exception:  # noqa: BLE001 - an undecodable message still goes out: the node must cope
+                stamp = log_ns
+            if kind == "camera":
+                if frames is not None and count >= frames:
+                    break
+                count += 1
+            messages.append((log_ns, kind, stamp, bytes(raw)))
+    if count == 0:
+        raise SpatialqError(f"{bag}: no frames on {camera}")
+    return BagInput(messages, camera, compressed)
+
+
+class _Recorder:
+    """Subscribes to every output, writes each message into the output bag and notes when it arrived."""
+
+    def __init__(self, node, out_bag: Path, topics: dict[str, type]) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.typesys import Stores, get_typestore
+
+        self.node = node
+        self.typestore = get_typestore(Stores.ROS2_KILTED)  # the messages are made by this ROS distribution
+        self.writer = Writer(out_bag, version=8, storage_plugin=StoragePlugin.MCAP)
+        self.writer.open()
+        self.lock = threading.Lock()
+        self.counts: dict[str, int] = defaultdict(int)
+        self.arrivals: dict[str, list[tuple[int, float]]] = defaultdict(list)  # topic -> (stamp ns, wall s)
+        self.last_diagnostics: dict[str, dict] = {}
+        self._connections = {}
+        group = MutuallyExclusiveCallbackGroup()
+        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        self.subscriptions = []
+        for topic, kind in topics.items():
+            msgtype = f"{kind.__module__.split('.')[0]}/msg/{kind.__name__}"
+            self._connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
+            self.subscriptions.append(node.create_subscription(
+                kind, topic, lambda m, t=topic: self._on_message(t, m), qos, callback_group=group))
+
+    def _on_message(self, topic: str, msg) -> None:
+        wall = time.perf_counter()
+        with self.lock:
+            if self.writer is None:
+                return
+            self.writer.write(self._connections[topic], self.node.get_clock().now().nanoseconds,
+                              serialize_message(msg))
+            self.counts[topic] += 1
+            stamp = _stamp_of(msg)
+            if stamp is not None:
+                self.arrivals[topic].append((stamp, wall))
+            if isinstance(msg, DiagnosticArray):
+                for status in msg.status:
+                    self.last_diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def close(self) -> None:
+        with self.lock:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+
+
+def _stamp_of(msg) -> int | None:
+    header = getattr(msg, "header", None)
+    if isinstance(msg, MarkerArray):
+        header = msg.markers[0].header if msg.markers else None
+    if header is None or isinstance(msg, DiagnosticArray):
+        return None
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides: dict | None = None,
+           rate: float | None = None, topic: str | None = None, frames: int | None = None,
+           frame_timeout: float = 120.0, progress: bool = True) -> ReplayResult:
+    """Replay `bag` through the profile's nodes; lockstep unless `rate` (x bag speed) is given."""
+    from tqdm import tqdm
+
+    out_bag = Path(out_bag)
+    if out_bag.exists():
+        raise SpatialqError(f"{out_bag} already exists (rosbag2 will not overwrite a bag)")
+    if rate is not None and not rate > 0:
+        raise SpatialqError(f"--rate {rate}: must be > 0")
+    source = read_bag_input(bag, topic, frames)
+    prof = profile(profile_name)
+    node_overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+    node_overrides.setdefault("perception_node", {})["compressed"] = source.compressed
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    nodes, recorder, executor = [], None, None
+    stop = threading.Event()
+    try:
+        nodes = create_profile_nodes(profile_name, context, use_sim_time=True, overrides=node_overrides)
+        perception = next(n for n in nodes if n.get_name() == "perception_node")
+        result = ReplayResult(heads=perception.heads(), trained=perception.pipeline.engine.trained,
+                              size=tuple(perception.pipeline.engine.size), camera_topic=source.camera_topic,
+                              mode="lockstep" if rate is None else f"rate {rate:g}x")
+        player = rclpy.create_node("spatialq_player", context=context)
+        ns = "/" + prof.namespace
+        outputs = {f"{ns}/{rel}": kind for rel, (kind, head) in OUTPUTS.items() if result.heads[head]}
+        outputs["/diagnostics"] = DiagnosticArray
+        recorder = _Recorder(player, out_bag, outputs)
+        camera_out = prof.topics["image"] + ("/compressed" if source.compressed else "")
+        publishers = {
+            "camera": player.create_publisher(CompressedImage if source.compressed else Image, camera_out, SENSOR_QOS),
+            "camera_info": player.create_publisher(CameraInfo, prof.topics["camera_info"], SENSOR_QOS),
+            "pose": player.create_publisher(Odometry, prof.topics["pose"], 50)}
+        clock = player.create_publisher(Clock, "/clock", 10)
+        executor = MultiThreadedExecutor(num_threads=4, context=context)
+        for node in (*nodes, player):
+            executor.add_node(node)
+        spinner = threading.Thread(target=lambda: _spin(executor, context, stop), daemon=True)
+        spinner.start()
+        _wait_connected(publishers["camera"], recorder, outputs)
+
+        published_at: dict[int, float] = {}
+        stats = perception.stats
+        start_wall, first_log = time.perf_counter(), source.messages[0][0]
+        bar = tqdm(total=source.frames, desc=f"replay ({result.mode})", unit="frame", disable=not progress)
+        for log_ns, kind, stamp, raw in source.messages:
+            if rate is not None:
+                delay = start_wall + (log_ns - first_log) / 1e9 / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            clock.publish(Clock(clock=_time_msg(stamp)))
+            if kind != "camera":
+                publishers[kind].publish(raw)
+                continue
+            published_at[stamp] = time.perf_counter()
+            publishers["camera"].publish(raw)
+            result.published += 1
+            bar.update(1)
+            if rate is None and not _wait_lockstep(stats, result.published, frame_timeout):
+                result.lost += 1
+        bar.close()
+        if rate is not None:
+            _wait_idle(stats)
+        result.wall_s = time.perf_counter() - start_wall
+        diagnostics_before = recorder.counts.get("/diagnostics", 0)
+        perception._publish_diagnostics()
+        _wait_recorded(recorder, outputs, stats, diagnostics_before)
+        result.processed, result.bad = stats.processed, dict(stats.bad)
+        result.recorded = dict(recorder.counts)
+        result.diagnostics = dict(recorder.last_diagnostics.get(perception.get_fully_qualified_name(), {}))
+        result.latency_ms = {t: [1000.0 * (wall - published_at[s]) for s, wall in arrivals if s in published_at]
+                             for t, arrivals in recorder.arrivals.items()}
+        return result
+    finally:
+        stop.set()
+        if recorder is not None:
+            recorder.close()
+        if executor is not None:
+            executor.shutdown()
+        close_nodes(nodes)
+        rclpy.try_shutdown(context=context)
+
+
+def _spin(executor, context, stop: threading.Event) -> None:
+    while context.ok() and not stop.is_set():
+        executor.spin_once(timeout_sec=0.05)
+
+
+def _time_msg(ns: int):
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def _wait_connected(camera_pub, recorder: _Recorder, outputs: dict, timeout: float = 20.0) -> None:
+    """Discovery: start only when the node hears the camera and the recorder hears every output."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if camera_pub.get_subscription_count() > 0 and all(
+                sub.get_publisher_count() > 0 for sub in recorder.subscriptions):
+            return
+        time.sleep(0.05)
+    missing = [t for t, sub in zip(outputs, recorder.subscriptions) if sub.get_publisher_count() == 0]
+    raise SpatialqError(f"DDS discovery did not complete in {timeout:.0f} s (no publisher for "
+                        f"{', '.join(missing) or 'the camera subscription'}); check ROS_DOMAIN_ID and the network")
+
+
+def _wait_lockstep(stats, count: int, timeout: float) -> bool:
+    """Wait until the node is done with frame `count`; False if it never received it (lost in transport)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if stats.wait_finished(count, 0.25):
+            return True
+        if stats.received < count and time.monotonic() - start > 5.0:
+            return False
+    return False
+
+
+def _wait_idle(stats, quiet: float = 1.0, timeout: float = 300.0) -> None:
+    """Rate mode: wait until the node has finished everything it received and nothing new arrives."""
+    end = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < end:
+        state = (stats.received, stats.finished)
+        if state != last:
+            last, since = state, time.monotonic()
+        elif state[0] == state[1] and time.monotonic() - since > quiet:
+            return
+        time.sleep(0.05)
+
+
+def _wait_recorded(recorder: _Recorder, outputs: dict, stats, diagnostics_before: int, timeout: float = 20.0) -> None:
+    """Outputs are reliable: wait until every processed frame's messages are in the bag (and the last diagnostics)."""
+    per_frame = [t for t in outputs if t.endswith(("keypoints", "place/match", "field/mask"))]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with recorder.lock:
+            done = all(recorder.counts.get(t, 0) >= stats.processed for t in per_frame)
+            diag = recorder.counts.get("/diagnostics", 0) > diagnostics_before
+        if done and diag:
+            time.sleep(0.2)  # let the rest of the last frame's messages land
+            return
+        time.sleep(0.05)
