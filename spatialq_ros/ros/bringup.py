@@ -40,14 +40,19 @@ def create_profile_nodes(profile_name: str, context, *, params_file: str | None 
             node = spec.node_class()(context=context, namespace=ns, cli_args=["--ros-args", *remaps],
                                      parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
             nodes.append(node)
-            error = getattr(node, "configure_error", "")
-            if error:
-                raise SpatialqError(f"{node.get_fully_qualified_name()}: {error}")
+            _require_started(node, params)
     except Exception:
         for node in nodes:
             node.destroy_node()
         raise
     return nodes
+
+
+def _require_started(node, params: dict) -> None:
+    """An autostarted node that did not reach `active` is one clear error, not a node left half up."""
+    if params.get("autostart", True) and getattr(node, "state", "active") != "active":
+        reason = getattr(node, "configure_error", "") or f"stuck in state {node.state} (see its log)"
+        raise SpatialqError(f"{node.get_fully_qualified_name()}: {reason}")
 
 
 def spin_nodes(nodes: list, context, stop: threading.Event | None = None) -> None:
@@ -81,9 +86,7 @@ def run_nodes(node_classes: list, argv: list[str] | None, prog: str) -> int:
     try:
         for cls in node_classes:
             nodes.append(cls(context=context))
-            error = getattr(nodes[-1], "configure_error", "")
-            if error:
-                raise SpatialqError(error)
+            _require_started(nodes[-1], {"autostart": nodes[-1].get_parameter("autostart").value})
     except SpatialqError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         for node in nodes:

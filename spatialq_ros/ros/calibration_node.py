@@ -12,11 +12,12 @@ import threading
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..errors import SpatialqError
 from ..frames import BadFrame, decode_compressed, decode_image
+from .lifecycle import AutostartNode
 from .parameters import Spec, declare, read_parameters
 from .qos import OUTPUT_QOS, SENSOR_QOS
 
@@ -37,11 +38,10 @@ PARAMETERS = (
 )
 
 
-class CalibrationNode(LifecycleNode):
+class CalibrationNode(AutostartNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("calibration_node", **kwargs)
         declare(self, PARAMETERS)
-        self.configure_error = ""
         self.frames: list = []
         self.bad = 0
         self.phase = "unconfigured"
@@ -53,10 +53,7 @@ class CalibrationNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
-        if self.get_parameter("autostart").value:
-            self.trigger_configure()
-            if self._state_machine.current_state[1] == "inactive":
-                self.trigger_activate()
+        self.autostart()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         from ..quant.gplq import METHODS
@@ -140,7 +137,7 @@ class CalibrationNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         stage, i, n = self.step
-        values = {"state": self._state_machine.current_state[1], "phase": self.phase,
+        values = {"state": self.state, "phase": self.phase,
                   "frames_collected": str(len(self.frames)),
                   "frames_needed": str(self.job.frames + self.job.holdout) if hasattr(self, "job") else "",
                   "bad_frames": str(self.bad), "stage": stage, "stage_progress": f"{i}/{n}" if n else ""}

@@ -14,13 +14,14 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from ..errors import SpatialqError
 from ..frames import BadFrame, decode_compressed, decode_image
 from .diagnostics import FrameStats
+from .lifecycle import AutostartNode
 from .parameters import Spec, declare, read_parameters
 from .qos import OUTPUT_QOS, SENSOR_QOS
 
@@ -39,16 +40,16 @@ PARAMETERS = (
 )
 
 
-class MapBuilderNode(LifecycleNode):
+class MapBuilderNode(AutostartNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("map_builder_node", **kwargs)
         declare(self, PARAMETERS)
         self.stats = FrameStats()
         self.builder = None
-        self.configure_error = ""
         self.saved_places = 0
         self.last_save = "never"
         self._poses: deque[tuple[int, np.ndarray]] = deque(maxlen=500)
+        self._waiting: list = []  # (stamp, decode) of frames whose pose has not come yet
         self._lock = threading.Lock()  # builder: frames vs save
         self._subs: list = []
         self._inputs = MutuallyExclusiveCallbackGroup()
@@ -56,10 +57,7 @@ class MapBuilderNode(LifecycleNode):
         self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(Trigger, "~/save", self._on_save, callback_group=MutuallyExclusiveCallbackGroup())
-        if self.get_parameter("autostart").value:
-            self.trigger_configure()
-            if self._state_machine.current_state[1] == "inactive":
-                self.trigger_activate()
+        self.autostart()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -116,7 +114,17 @@ class MapBuilderNode(LifecycleNode):
 
     def _on_pose(self, msg: Odometry) -> None:
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
-        self._poses.append((_stamp_ns(msg.header), np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w])))
+        stamp = _stamp_ns(msg.header)
+        self._poses.append((stamp, np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w])))
+        waiting, self._waiting = self._waiting, []
+        for frame_stamp, decode in waiting:  # frames that came before their pose
+            pose = self._pose_at(frame_stamp)
+            if pose is not None:
+                self._add(frame_stamp, pose, decode)
+            elif frame_stamp < stamp - self.params["pose_tolerance"] * 1e9:
+                self.stats.frame_bad("no_pose")
+            else:
+                self._waiting.append((frame_stamp, decode))
 
     def _on_image(self, msg: Image) -> None:
         self._handle(msg.header, lambda: decode_image(msg))
@@ -128,15 +136,20 @@ class MapBuilderNode(LifecycleNode):
         self.stats.frame_received()
         stamp = _stamp_ns(header)
         pose = self._pose_at(stamp)
-        if pose is None:
-            self.stats.frame_bad("no_pose")
-            return
+        if pose is not None:
+            self._add(stamp, pose, decode)
+        elif self._poses and self._poses[-1][0] > stamp + self.params["pose_tolerance"] * 1e9:
+            self.stats.frame_bad("no_pose")  # poses have moved past this frame: none will fit
+        else:
+            self._waiting = [*self._waiting[-4:], (stamp, decode)]  # its pose may still come
+
+    def _add(self, stamp: int, pose: np.ndarray, decode) -> None:
+        from ..backbone.preprocess import resize_rgb
+
         try:
             with self._lock:
                 if self.builder.wants(pose):
                     rgb = decode()
-                    from ..backbone.preprocess import resize_rgb
-
                     self.builder.add(self.engine.infer(resize_rgb(rgb, self.engine.size)).value_facet, pose, stamp)
         except BadFrame as exc:
             self.stats.frame_bad(exc.reason)
@@ -183,7 +196,7 @@ class MapBuilderNode(LifecycleNode):
                 self.get_logger().error(f"map not saved at shutdown: {exc}")
 
     def _publish_diagnostics(self) -> None:
-        extra = {"state": self._state_machine.current_state[1], "places": str(self.builder.places if self.builder else 0),
+        extra = {"state": self.state, "places": str(self.builder.places if self.builder else 0),
                  "saved_places": str(self.saved_places), "last_save": self.last_save}
         if self.configure_error:
             extra["configure_error"] = self.configure_error

@@ -16,13 +16,14 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PolygonStamped, PoseWithCovarianceStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from ..errors import SpatialqError
 from ..frames import BadFrame, decode_compressed, decode_image
 from .diagnostics import FrameStats
+from .lifecycle import AutostartNode
 from .messages import boundary_markers, mono8_image, place_markers, polygon, table_cloud
 from .parameters import Spec, declare, read_parameters
 from .qos import OUTPUT_QOS, SENSOR_QOS
@@ -44,7 +45,7 @@ PARAMETERS = (
 )
 
 
-class PerceptionNode(LifecycleNode):
+class PerceptionNode(AutostartNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("perception_node", **kwargs)
         declare(self, PARAMETERS)
@@ -57,14 +58,7 @@ class PerceptionNode(LifecycleNode):
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
         self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics,
                           callback_group=MutuallyExclusiveCallbackGroup())
-        if self.get_parameter("autostart").value:
-            self.trigger_configure()
-            if self._state_machine.current_state[1] == "inactive":
-                self.trigger_activate()
-
-    @property
-    def state(self) -> str:
-        return self._state_machine.current_state[1]
+        self.autostart()
 
     # lifecycle ---------------------------------------------------------------------------------------------
 

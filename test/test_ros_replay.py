@@ -1,0 +1,141 @@
+"""spatialq replay over real rclpy / Fast DDS: every output recorded with its input header, the frame
+accounting identity, the report, and bags of broken frames that must not crash anything."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from ros_frames import write_compressed_bag, write_torture_bag  # noqa: E402
+from spatialq_ros.cli import main  # noqa: E402
+from spatialq_ros.replay_report import cloud_rows, read_outputs  # noqa: E402
+from spatialq_ros.sim.bag import read_frames, read_masks  # noqa: E402
+from spatialq_ros.sim.simulate import SimConfig, simulate  # noqa: E402
+
+SIZE = "112x112"
+FRAMES = 16
+
+
+@pytest.fixture(scope="module")
+def flight(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("replay")
+    os.environ["SPATIALQ_MODELS_DIR"] = str(tmp)
+    bag = tmp / "flight"
+    simulate(bag, SimConfig(frames=FRAMES, size=(126, 98), seed=3), progress=False)
+    assert main(["build-map", "--bag", str(bag), "--size", SIZE, "--out", str(tmp / "map.npz"), "--clusters", "4",
+                 "--pca-dims", "4", "--frames", "8"]) == 0
+    assert main(["train-field-head", "--bag", str(bag), "--size", SIZE, "--out", str(tmp / "head.npz"),
+                 "--frames", str(FRAMES)]) == 0
+    return tmp, bag
+
+
+def test_lockstep_replay_records_every_output_with_input_headers(flight, capsys):
+    tmp, bag = flight
+    out, report = tmp / "out", tmp / "report"
+    assert main(["replay", str(bag), "--profile", "drone", "--size", SIZE, "--map", str(tmp / "map.npz"),
+                 "--field-head", str(tmp / "head.npz"), "--out", str(out), "--report", str(report)]) == 0
+    stamps = [f.stamp_ns for f in read_frames(bag)]
+    outputs = read_outputs(out)
+    for topic in ("keypoints", "place/match", "place/candidates", "place/markers", "field/mask",
+                  "field/boundaries", "field/boundary"):
+        recorded = outputs[f"/drone/{topic}"]
+        expected = stamps if topic != "field/boundary" else [s for s in stamps if s in recorded]
+        assert sorted(recorded) == expected, topic  # one message per frame, stamped with that frame's header
+        if topic != "place/markers":  # markers live in the map frame; the rest copy the input header whole
+            assert all(_frame_id(m) == "camera" for m in recorded.values()), topic
+    assert len(outputs["/drone/field/boundary"]) >= FRAMES // 2
+    kp = cloud_rows(outputs["/drone/keypoints"][stamps[0]])
+    assert kp["descriptor"].dtype == np.int8 and kp["descriptor"].shape[1] == 384 and (kp["u"] < 126).all()
+    mask = outputs["/drone/field/mask"][stamps[0]]
+    assert (mask.width, mask.height) == (126, 98) and set(np.unique(mask.data)) <= {0, 255}
+    truth = read_masks(bag)
+    assert truth[stamps[0]].shape == (98, 126)
+
+    r = json.loads((report / "report.json").read_text())
+    f = r["frames"]
+    assert f == {"published": FRAMES, "processed": FRAMES, "dropped": 0, "bad": 0, "bad_by_reason": {},
+                 "lost_in_transport": 0}
+    assert r["heads"] == {"keypoints": "on", "place": "on", "field": "on"} and not r["trained"]
+    assert set(r["stage_ms"]) == {"backbone", "keypoints", "place", "field"}
+    assert r["latency_ms"]["/drone/keypoints"]["n"] == FRAMES
+    assert r["place"]["matched_frames"] == FRAMES and r["field"]["frames"] == FRAMES
+    md = (report / "report.md").read_text()
+    assert "UNTRAINED" in md and "published 16 = processed 16 + dropped 0 + bad 0" in md
+    for picture in r["pictures"]:
+        assert (report / picture).stat().st_size > 1000, picture
+    assert {"overlay_0.png", "matches.png", "latency.png"} <= set(r["pictures"])
+
+
+def _frame_id(msg):
+    return msg.markers[-1].header.frame_id if hasattr(msg, "markers") else msg.header.frame_id
+
+
+def test_heads_without_files_are_off_and_the_report_says_so(flight):
+    tmp, bag = flight
+    out, report = tmp / "out_off", tmp / "report_off"
+    assert main(["replay", str(bag), "--profile", "tractor", "--size", SIZE, "--frames", "4", "--out", str(out),
+                 "--report", str(report)]) == 0
+    r = json.loads((report / "report.json").read_text())
+    assert r["heads"]["place"] == "off (no --map given)" and r["heads"]["field"] == "off (no --field-head given)"
+    assert set(read_outputs(out)) == {"/tractor/keypoints", "/diagnostics"}
+    assert "place off (no --map given)" in (report / "report.md").read_text()
+
+
+def test_rate_mode_accounts_for_every_frame(flight):
+    tmp, bag = flight
+    out, report = tmp / "out_rate", tmp / "report_rate"
+    assert main(["replay", str(bag), "--size", SIZE, "--rate", "4", "--out", str(out), "--report", str(report)]) == 0
+    f = json.loads((report / "report.json").read_text())["frames"]
+    assert f["published"] == FRAMES == f["processed"] + f["dropped"] + f["bad"]
+    assert len(read_outputs(out)["/drone/keypoints"]) == f["processed"] >= 1
+
+
+def test_a_bag_of_every_encoding_and_broken_frames_replays_without_a_crash(flight):
+    tmp, bag = flight
+    rgb = next(read_frames(bag)).rgb[:98, :126]
+    torture = tmp / "torture"
+    expected = write_torture_bag(torture, rgb)
+    out, report = tmp / "out_torture", tmp / "report_torture"
+    assert main(["replay", str(torture), "--size", SIZE, "--out", str(out), "--report", str(report)]) == 0
+    r = json.loads((report / "report.json").read_text())
+    assert r["frames"]["processed"] == expected["processed"] and r["frames"]["bad_by_reason"] == expected["bad"]
+    assert r["frames"]["dropped"] == 0
+    assert len(read_outputs(out)["/drone/keypoints"]) == expected["processed"]
+
+
+def test_compressed_frames_and_corrupt_jpegs(flight):
+    tmp, bag = flight
+    rgb = next(read_frames(bag)).rgb
+    compressed = tmp / "compressed"
+    expected = write_compressed_bag(compressed, rgb)
+    out, report = tmp / "out_compressed", tmp / "report_compressed"
+    assert main(["replay", str(compressed), "--size", SIZE, "--out", str(out), "--report", str(report)]) == 0
+    r = json.loads((report / "report.json").read_text())
+    assert r["camera_topic"] == "/camera/image_raw/compressed"
+    assert r["frames"]["processed"] == expected["processed"] and r["frames"]["bad_by_reason"] == expected["bad"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rate", "0"], "--rate 0.0: must be > 0"),
+    (["--map", "/no/such/map.npz"], "parameter map: /no/such/map.npz does not exist"),
+    (["--size", "100x100"], "multiples of 14"),
+    (["--frames", "0"], "--frames must be >= 1"),
+])
+def test_bad_replay_arguments_are_one_line_errors(flight, capsys, args, message):
+    tmp, bag = flight
+    assert main(["replay", str(bag), "--out", str(tmp / "never"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and err[-1].startswith("spatialq replay: error:")
+    assert not (tmp / "never").exists()
+
+
+def test_an_existing_output_bag_is_not_overwritten(flight, capsys):
+    tmp, bag = flight
+    (tmp / "taken").mkdir()
+    assert main(["replay", str(bag), "--size", SIZE, "--out", str(tmp / "taken")]) == 2
+    assert "already exists" in capsys.readouterr().err
