@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 
 from .atomic import write_atomic
@@ -40,9 +40,10 @@ def read_outputs(out_bag: str | Path) -> dict[str, dict[int, object]]:
     path = Path(out_bag)
     outputs: dict[str, dict[int, object]] = defaultdict(dict)
     try:
-        with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
+        typestore = get_typestore(Stores.ROS2_KILTED)  # the distribution whose rclpy made the messages
+        with Reader(path) as reader:  # always rosbag2 (whatever the folder is called, e.g. out.bag)
             for connection, _, raw in reader.messages():
-                msg = reader.deserialize(raw, connection.msgtype)
+                msg = typestore.deserialize_cdr(raw, connection.msgtype)
                 header = getattr(msg, "header", None)
                 if connection.msgtype == "visualization_msgs/msg/MarkerArray":
                     header = msg.markers[0].header if msg.markers else None
@@ -79,6 +80,9 @@ def write_report(result, in_bag: str | Path, out_bag: str | Path, report_dir: st
             for k, v in result.diagnostics.items() if k.startswith("stage.") and k.endswith("_p50_ms")},
         "frame_cache_reused": int(result.diagnostics.get("frame_cache_reused", 0)),
     }
+    backbone = report["stage_ms"].get("backbone", {}).get("p50")
+    if backbone and report["fps"]:
+        report["fps_vs_backbone_limit"] = round(report["fps"] * backbone / 1000.0, 3)  # 1.0: nothing but the backbone
     keypoints = outputs.get(f"{ns}/keypoints", {})
     if keypoints:
         report["keypoints"] = {"mean_per_frame": float(np.mean([m.width for m in keypoints.values()]))}
@@ -136,14 +140,16 @@ def _place_accuracy(matches: dict, poses: dict, map_file: str | None, threshold_
         ax.scatter(places[:, 0], places[:, 1], s=8, color="tab:blue", label="map places")
     right = [np.linalg.norm(t - m) <= threshold_m for t, m in rows]
     for (t, m), ok in zip(rows, right):
-        ax.plot([t[0], m[0]], [t[1], m[1]], color="tab:green" if ok else "tab:red", lw=0.8, alpha=0.7)
-    ax.plot([], [], color="tab:green", label=f"match within {threshold_m:g} m")
-    ax.plot([], [], color="tab:red", label="wrong match")
+        if not ok:
+            ax.plot([t[0], m[0]], [t[1], m[1]], color="tab:red", lw=0.8, alpha=0.7)
+    good = np.array([t for (t, _), ok in zip(rows, right) if ok]).reshape(-1, 2)
+    ax.scatter(good[:, 0], good[:, 1], s=14, color="tab:green", label=f"frame matched within {threshold_m:g} m")
+    ax.plot([], [], color="tab:red", label="wrong match: true position -> matched place")
     ax.set_aspect("equal")
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     ax.legend(loc="best", fontsize=8)
-    ax.set_title("place matches: true position -> matched map place")
+    ax.set_title(f"place matches: {int(sum(right))} of {len(rows)} within {threshold_m:g} m")
     fig.tight_layout()
     fig.savefig(out / "matches.png", dpi=100)
     plt.close(fig)
@@ -219,7 +225,10 @@ def _markdown(report: dict) -> str:
               f"- frames: published {f['published']} = processed {f['processed']} + dropped {f['dropped']} + "
               f"bad {f['bad']}" + (f" ({', '.join(f'{k} {v}' for k, v in f['bad_by_reason'].items())})"
                                    if f["bad_by_reason"] else ""),
-              f"- {report['fps']} frames/s over {report['wall_s']} s; frame cache reused {report['frame_cache_reused']}",
+              f"- {report['fps']} frames/s over {report['wall_s']} s"
+              + (f" = {report['fps_vs_backbone_limit']} x the backbone's limit (1 / backbone p50)"
+                 if "fps_vs_backbone_limit" in report else "")
+              + f"; frame cache reused {report['frame_cache_reused']}",
               "- heads: " + ", ".join(f"{h} {s}" for h, s in report["heads"].items()), ""]
     if report["stage_ms"] or report["latency_ms"]:
         lines += ["## Latency (ms)", "", "| what | p50 | p95 |", "| --- | --- | --- |"]

@@ -96,6 +96,9 @@ def test_demo_writes_report_and_pictures_marked_untrained(tmp_path, capsys):
     assert "UNTRAINED" in report and "features.png" in report and "eval/report.md" in report
     assert (out / "w4a8" / "model_int4.onnx").exists() and (out / "map.npz").exists()
     assert "Recall@1" in (out / "eval" / "report.md").read_text()
+    replay = (out / "replay" / "report.md").read_text()
+    assert "UNTRAINED" in replay and "published 16 = processed 16" in replay and "replay/report.md" in report
+    assert (out / "replay.bag" / "metadata.yaml").exists() and (out / "replay" / "matches.png").exists()
     sheet = read_rgb(out / "features.png")
     assert sheet.shape[1] == 3 * 112 + 8 and (sheet[:3, :, 0] > 150).mean() > 0.5
     assert (out / "flight" / "metadata.yaml").exists()

@@ -1,8 +1,8 @@
 """`spatialq demo`: the main job end to end on the embedded default.
 
 Simulate a farmland flight, calibrate the backbone to W4A8 (GPLQ) on its first frames, build a place map
-from its first pass, train the field head, and score everything on the whole flight with the W4A8
-artifact on ONNX Runtime; plus feature pictures. ROS replay joins when the nodes land.
+from its first pass, train the field head, score everything on the whole flight with the W4A8 artifact on
+ONNX Runtime, then replay the flight through the drone profile's ROS 2 nodes over DDS; plus feature pictures.
 """
 
 from __future__ import annotations
@@ -101,6 +101,9 @@ def _pipeline_steps(args, out: Path, bag: Path) -> str:
                               "--frames", "20", "--out", str(out / "field_head.npz")]),
         ("eval", ["eval", "--bag", str(bag), "--model", str(out / "w4a8"), "--size", args.size,
                   "--map", str(out / "map.npz"), "--field-head", str(out / "field_head.npz"), "--out", str(out / "eval")]),
+        ("replay", ["replay", str(bag), "--profile", "drone", "--model", str(out / "w4a8"), "--map", str(out / "map.npz"),
+                    "--field-head", str(out / "field_head.npz"), "--out", str(out / "replay.bag"),
+                    "--report", str(out / "replay")]),
     ]
     times = []
     for name, argv in steps:
@@ -111,4 +114,8 @@ def _pipeline_steps(args, out: Path, bag: Path) -> str:
     return ("## Pipeline (W4A8 artifact on ONNX Runtime)\n\n| step | time |\n| --- | --- |\n" + "\n".join(times)
             + "\n\n- calibration report: [w4a8/report.md](w4a8/report.md)\n"
             "- perception scores (keypoint repeatability, field IoU / boundary F, VPR recall): "
-            "[eval/report.md](eval/report.md)\n\n")
+            "[eval/report.md](eval/report.md)\n"
+            "- ROS 2 replay through the drone profile (outputs recorded in `replay.bag/`): "
+            "[replay/report.md](replay/report.md)\n\n"
+            "![replay frame](replay/overlay_1.png) ![place matches](replay/matches.png)\n\n"
+            "![replay latency](replay/latency.png)\n\n")

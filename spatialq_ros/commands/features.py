@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_artifact(args, rgb, size, facet) -> int:
-    """A W4A8 artifact runs through ONNX Runtime (its QDQ graph), as on the robot: no torch."""
+    """A W4A8 artifact runs through ONNX Runtime (the graph this machine runs fastest), as on the robot: no torch."""
     import json
 
     import numpy as np

@@ -33,6 +33,7 @@ PARAMETERS = (
     Spec("model", "", "checkpoint or W4A8 artifact folder; empty: the embedded default", path="model"),
     Spec("map", "", "place map from spatialq build-map; empty: place recognition off", path="file"),
     Spec("field_head", "", "field head from spatialq train-field-head; empty: field boundaries off", path="file"),
+    Spec("engine", "auto", "auto (artifact: ONNX Runtime; checkpoint: torch), onnxruntime or tensorrt"),
     Spec("size", "448x448", "backbone input WxH, multiples of 14 (an artifact fixes it)", size=True),
     Spec("compressed", False, "subscribe image/compressed (CompressedImage) instead of image"),
     Spec("keypoints", True, "publish grid keypoints"),
@@ -120,7 +121,7 @@ class PerceptionNode(AutostartNode):
         from ..perception.pipeline import Pipeline
         from ..runtime.factory import make_engine
 
-        engine = make_engine(p["model"] or None, parse_size(p["size"]))
+        engine = make_engine(p["model"] or None, parse_size(p["size"]), backend=p["engine"])
         if not engine.trained:
             self.get_logger().warning("UNTRAINED: no real DINOv2 weights; outputs are not meaningful")
         if p["frame_cache_threshold"] > 0:

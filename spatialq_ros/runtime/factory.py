@@ -11,13 +11,29 @@ def is_artifact(path: str | Path | None) -> bool:
     return path is not None and (Path(path) / "quant.json").is_file()
 
 
-def make_engine(model: str | None, size: tuple[int, int], facet_layer: int = -1) -> Engine:
-    """None: the embedded default (real ViT-S/14 if in models/, else UNTRAINED) on the torch engine."""
-    if is_artifact(model):
-        from ..errors import SpatialqError
-        from .onnx_engine import OnnxEngine
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
-        engine = OnnxEngine(model)
+
+def make_engine(model: str | None, size: tuple[int, int], facet_layer: int = -1, backend: str = "auto") -> Engine:
+    """None: the embedded default (real ViT-S/14 if in models/, else UNTRAINED) on the torch engine.
+
+    An artifact runs on ONNX Runtime ("auto", "onnxruntime") or as a cached TensorRT plan ("tensorrt").
+    """
+    from ..errors import SpatialqError
+
+    if backend not in BACKENDS:
+        raise SpatialqError(f"engine backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend == "tensorrt" and not is_artifact(model):
+        raise SpatialqError("the TensorRT engine runs a W4A8 artifact: give its folder as the model")
+    if is_artifact(model):
+        if backend == "tensorrt":
+            from .tensorrt_engine import TensorrtEngine
+
+            engine = TensorrtEngine(model)
+        else:
+            from .onnx_engine import OnnxEngine
+
+            engine = OnnxEngine(model)
         if tuple(engine.size) != tuple(size):
             raise SpatialqError(f"artifact {model} was exported for {engine.size[0]}x{engine.size[1]}, "
                                 f"not {size[0]}x{size[1]}")

@@ -21,8 +21,15 @@ def preferred_providers() -> list[str]:
     return [p for p in order if p in available]
 
 
+def auto_graph(folder: Path) -> str:
+    """The artifact graph that runs fastest here: the QDQ graph where a GPU provider fuses it, else the CPU
+    graph (the same W4A8 numbers as MatMulIntegerToFloat, which ORT's CPU kernels run as INT8)."""
+    gpu = {"TensorrtExecutionProvider", "CUDAExecutionProvider"} & set(ort.get_available_providers())
+    return "qdq" if gpu or not (folder / GRAPHS["cpu"]).is_file() else "cpu"
+
+
 class OnnxEngine:
-    def __init__(self, artifact: str | Path, graph: str = "qdq", threads: int = 0,
+    def __init__(self, artifact: str | Path, graph: str = "auto", threads: int = 0,
                  providers: list[str] | None = None) -> None:
         folder = Path(artifact)
         meta_file = folder / "quant.json"
@@ -32,8 +39,10 @@ class OnnxEngine:
             self.meta = json.loads(meta_file.read_text())
         except ValueError as exc:
             raise SpatialqError(f"{meta_file}: unreadable ({exc})") from None
+        graph = auto_graph(folder) if graph == "auto" else graph
         if graph not in GRAPHS:
-            raise SpatialqError(f"graph must be one of {', '.join(GRAPHS)}")
+            raise SpatialqError(f"graph must be auto or one of {', '.join(GRAPHS)}, not {graph!r}")
+        self.graph = graph
         path = folder / GRAPHS[graph]
         if not path.is_file():
             raise SpatialqError(f"{path}: missing from the artifact")
