@@ -6,6 +6,8 @@ import argparse
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    from ..runtime.frame_cache import DEFAULT_THRESHOLD
+
     parser.add_argument("--model", help="FP32 checkpoint (default: the embedded default)")
     parser.add_argument("--artifact", help="W4A8 artifact to use for its size (others are calibrated here)")
     parser.add_argument("--sizes", default="224x224,448x448", help="comma-separated WxH list")
@@ -14,6 +16,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-frames", type=int, default=16, help="GPLQ frames for sizes without artifact")
     parser.add_argument("--json", help="write the rows here as JSON")
     parser.add_argument("--out", default="bench_out", help="folder for the markdown table and the plot")
+    parser.add_argument("--frame-cache", type=float, default=DEFAULT_THRESHOLD, metavar="THRESHOLD",
+                        help="frame cache threshold for the hover measurement, in grey levels (0: off; "
+                             f"default {DEFAULT_THRESHOLD:g})")
+    parser.add_argument("--hover-frames", type=int, default=30,
+                        help="hover measurement: a flight of twice this many frames, half hovering (0: skip)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,14 +38,19 @@ def run(args: argparse.Namespace) -> int:
     from ..banner import warn_untrained
     from ..bench.gemm_peak import fp32_gflops, int8_gops
     from ..bench.harness import engines_for, measure
+    from ..bench.hover import hover_section, run_hover
     from ..cli import main
     from ..errors import SpatialqError
+    from ..runtime.frame_cache import check_threshold
     from ..sim.bag import read_frames
     from ..sim.simulate import SimConfig, simulate
 
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     if not sizes or args.frames < 2:
         raise SpatialqError("give at least one size and --frames >= 2")
+    threshold = check_threshold(args.frame_cache)
+    if args.hover_frames < 0:
+        raise SpatialqError(f"--hover-frames {args.hover_frames}: must be 0 or more")
     if args.threads:
         torch.set_num_threads(args.threads)
     model, info = load_backbone(args.model) if args.model else default_backbone()
@@ -52,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         given = (tuple(json.loads(meta_file.read_text())["size"]), Path(args.artifact))
     peaks = {"fp32": fp32_gflops(threads=args.threads), "int8": int8_gops(threads=args.threads)}
     checkpoint_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6
-    rows = []
+    rows, hover = [], []
     with tempfile.TemporaryDirectory(prefix="spatialq-bench-") as tmp:
         work = Path(tmp)
         for size in sizes:
@@ -71,12 +83,16 @@ def run(args: argparse.Namespace) -> int:
             timed = images[args.calibration_frames:]
             engines = engines_for(artifact, model, images[: args.calibration_frames], work, args.threads)
             rows += measure(engines, timed, size, model.config, peaks, checkpoint_mb, args.threads)
+            if args.hover_frames:
+                hover.append(run_hover(artifact, size, work, args.hover_frames, threshold, args.threads))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, FP32 peak {peaks['fp32']:.0f} GFLOP/s, " \
               f"INT8 peak {peaks['int8']:.0f} GOP/s (1024^3 GEMM)"
-    table = _table(rows, machine, info.trained)
+    table = _table(rows, machine, info.trained) + hover_section(hover)
     write_atomic(out / "bench.md", table.encode())
+    if hover:
+        write_atomic(out / "hover.json", json.dumps([h.as_dict() for h in hover], indent=1).encode())
     if args.json:
         write_atomic(Path(args.json), json.dumps([r.as_dict() for r in rows], indent=1).encode())
     _plot(rows, out / "bench.png")
