@@ -23,6 +23,16 @@ def test_write_atomic_replaces_whole_file_and_leaves_no_temp(tmp_path):
     assert os.listdir(tmp_path) == ["out.bin"]
 
 
+def test_write_atomic_gives_outputs_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    write_atomic(tmp_path / "report.md", b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o666 & ~mask
+
+
 def test_write_atomic_to_missing_folder_is_one_line_error(tmp_path):
     with pytest.raises(SpatialqError, match="does not exist"):
         write_atomic(tmp_path / "nope" / "x.bin", b"x")

@@ -26,3 +26,7 @@ def test_bench_rows_table_and_plot(tmp_path, monkeypatch, capsys):
     assert by["spatialq-w4a8-int4"]["model_mb"] < 0.6 * by["spatialq-w4a8-qdq"]["model_mb"]
     table = (out / "bench.md").read_text()
     assert "UNTRAINED" in table and "spatialq-w4a8-cpu" in table and (out / "bench.png").exists()
+    node = json.loads((out / "node.json").read_text())  # perception_node in its own process, over DDS
+    assert node[0]["size"] == "56x56" and node[0]["frames"] == 7 and not node[0]["torch_loaded"]
+    assert 30 < node[0]["rss_mb"] < 1000 and node[0]["latency_p50_ms"] > 0
+    assert "The deploy process: perception_node" in table

@@ -139,3 +139,15 @@ def test_an_existing_output_bag_is_not_overwritten(flight, capsys):
     (tmp / "taken").mkdir()
     assert main(["replay", str(bag), "--size", SIZE, "--out", str(tmp / "taken")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_hover_reuses_outputs_through_the_frame_cache(flight):
+    tmp, _ = flight
+    hover = tmp / "hover"
+    simulate(hover, SimConfig(frames=12, size=(126, 98), seed=4, hover=8), progress=False)
+    out, report = tmp / "out_hover", tmp / "report_hover"
+    assert main(["replay", str(hover), "--size", SIZE, "--set", "perception_node.frame_cache_threshold=2.0",
+                 "--out", str(out), "--report", str(report)]) == 0
+    r = json.loads((report / "report.json").read_text())
+    assert r["frames"]["processed"] == 12 and r["frame_cache_reused"] >= 4
+    assert len(read_outputs(out)["/drone/keypoints"]) == 12  # a reused frame still gets every output

@@ -15,6 +15,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=20, help="timed frames per engine and size")
     parser.add_argument("--calibration-frames", type=int, default=16, help="GPLQ frames for sizes without artifact")
     parser.add_argument("--json", help="write the rows here as JSON")
+    parser.add_argument("--no-node", dest="node", action="store_false",
+                        help="skip the perception_node process measurement (it needs rclpy)")
     parser.add_argument("--out", default="bench_out", help="folder for the markdown table and the plot")
     parser.add_argument("--frame-cache", type=float, default=DEFAULT_THRESHOLD, metavar="THRESHOLD",
                         help="frame cache threshold for the hover measurement, in grey levels (0: off; "
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         given = (tuple(json.loads(meta_file.read_text())["size"]), Path(args.artifact))
     peaks = {"fp32": fp32_gflops(threads=args.threads), "int8": int8_gops(threads=args.threads)}
     checkpoint_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6
-    rows, hover = [], []
+    rows, hover, node = [], [], []
     with tempfile.TemporaryDirectory(prefix="spatialq-bench-") as tmp:
         work = Path(tmp)
         for size in sizes:
@@ -83,21 +85,45 @@ def run(args: argparse.Namespace) -> int:
             timed = images[args.calibration_frames:]
             engines = engines_for(artifact, model, images[: args.calibration_frames], work, args.threads)
             rows += measure(engines, timed, size, model.config, peaks, checkpoint_mb, args.threads)
+            if args.node:
+                node.append(_node_figures(artifact, size, [f.rgb for f in read_frames(bag)][-8:]))
             if args.hover_frames:
                 hover.append(run_hover(artifact, size, work, args.hover_frames, threshold, args.threads))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads, FP32 peak {peaks['fp32']:.0f} GFLOP/s, " \
               f"INT8 peak {peaks['int8']:.0f} GOP/s (1024^3 GEMM)"
-    table = _table(rows, machine, info.trained) + hover_section(hover)
+    table = _table(rows, machine, info.trained) + hover_section(hover) + _node_section(node)
     write_atomic(out / "bench.md", table.encode())
     if hover:
         write_atomic(out / "hover.json", json.dumps([h.as_dict() for h in hover], indent=1).encode())
+    if node:
+        write_atomic(out / "node.json", json.dumps(node, indent=1).encode())
     if args.json:
         write_atomic(Path(args.json), json.dumps([r.as_dict() for r in rows], indent=1).encode())
     _plot(rows, out / "bench.png")
     print(table)
     return 0
+
+
+def _node_figures(artifact, size, frames) -> dict:
+    """perception_node in its own process on the ONNX engine, fed over DDS (needs rclpy)."""
+    from ..ros.node_process import measure_node
+
+    figures = measure_node(str(artifact), size, frames)
+    return {"size": f"{size[0]}x{size[1]}", **figures}
+
+
+def _node_section(node: list[dict]) -> str:
+    if not node:
+        return ""
+    lines = ["", "## The deploy process: perception_node on the ONNX engine", "",
+             "Its own interpreter, keypoints head, frames published over DDS (best effort), one at a time.", "",
+             "| size | peak RSS MB | frame published -> keypoints received, p50 ms | torch loaded |",
+             "| --- | --- | --- | --- |"]
+    lines += [f"| {n['size']} | {n['rss_mb']:.0f} | {n['latency_p50_ms']:.1f} | {'yes' if n['torch_loaded'] else 'no'} |"
+              for n in node]
+    return "\n".join(lines) + "\n"
 
 
 def _table(rows, machine: str, trained: bool) -> str:

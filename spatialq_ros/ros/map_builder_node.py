@@ -87,6 +87,9 @@ class MapBuilderNode(AutostartNode):
             if not Path(p["map"]).is_file():
                 raise SpatialqError(f"parameter map: {p['map']} does not exist, so it cannot be extended")
             existing = PlaceDatabase.load(p["map"])
+        from ..runtime.threads import single_threaded_blas
+
+        self._blas_limit = single_threaded_blas()  # small head matmuls next to the engine's threads
         size = parse_size(p["size"])
         engine = make_engine(p["model"] or None, size, int(existing.config.get("facet_layer", -1)) if existing else -1)
         if not engine.trained:

@@ -121,6 +121,9 @@ class PerceptionNode(AutostartNode):
         from ..perception.pipeline import Pipeline
         from ..runtime.factory import make_engine
 
+        from ..runtime.threads import single_threaded_blas
+
+        self._blas_limit = single_threaded_blas()  # small head matmuls next to the engine's threads
         engine = make_engine(p["model"] or None, parse_size(p["size"]), backend=p["engine"])
         if not engine.trained:
             self.get_logger().warning("UNTRAINED: no real DINOv2 weights; outputs are not meaningful")

@@ -1,0 +1,80 @@
+"""The deploy process as it runs on the robot: `perception_node` in its own interpreter on the ONNX engine,
+fed frames over DDS. Measures its peak memory (VmHWM) and end-to-end latency, and checks that the
+process never loaded torch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import rclpy
+from sensor_msgs.msg import Image, PointCloud2
+
+from ..errors import SpatialqError
+from .messages import byte_array
+from .qos import OUTPUT_QOS, SENSOR_QOS
+
+
+def measure_node(artifact: str, size: tuple[int, int], frames: list[np.ndarray], timeout: float = 120.0) -> dict:
+    """Run perception_node on `artifact` (keypoints only, no frame cache) over `frames`; return its figures."""
+    ns = f"/bench_{uuid.uuid4().hex[:8]}"
+    cmd = [sys.executable, "-m", "spatialq_ros.ros.perception_node", "--ros-args", "-r", f"__ns:={ns}",
+           "-p", f"model:={artifact}", "-p", f"size:={size[0]}x{size[1]}", "-p", "frame_cache_threshold:=0.0",
+           "--log-level", "warn"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("bench_feeder", context=context)
+    arrivals: dict[int, float] = {}  # frame (header stamp sec) -> when its keypoints arrived
+    node.create_subscription(PointCloud2, f"{ns}/keypoints",
+                             lambda m: arrivals.setdefault(m.header.stamp.sec, time.perf_counter()), OUTPUT_QOS)
+    publisher = node.create_publisher(Image, f"{ns}/image", SENSOR_QOS)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    latencies = []
+    try:
+        _spin_until(executor, proc, lambda: publisher.get_subscription_count() > 0, timeout, "start")
+        for i, rgb in enumerate(frames):
+            msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3)
+            msg.header.stamp.sec, msg.header.frame_id = i, "camera"
+            msg.data = byte_array(rgb)
+            deadline = time.monotonic() + timeout
+            while i not in arrivals:  # best effort, depth 1: resend until this frame's output arrives
+                if time.monotonic() > deadline:
+                    raise SpatialqError(f"perception_node gave no output for frame {i} within {timeout:.0f} s")
+                sent = time.perf_counter()
+                publisher.publish(msg)
+                _spin_until(executor, proc, lambda: i in arrivals, timeout, f"frame {i}", quiet=True)
+            latencies.append(1000.0 * (arrivals[i] - sent))
+        status = open(f"/proc/{proc.pid}/status").read()
+        maps = open(f"/proc/{proc.pid}/maps").read()
+        peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+        return {"rss_mb": peak_kb / 1024, "torch_loaded": "libtorch" in maps,
+                "latency_p50_ms": float(np.percentile(latencies[1:] or latencies, 50)), "frames": len(frames)}
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+
+
+def _spin_until(executor, proc, condition, timeout: float, what: str, quiet: bool = False) -> None:
+    end = time.monotonic() + (10.0 if quiet else timeout)
+    while time.monotonic() < end and not condition():
+        if proc.poll() is not None:
+            tail = (proc.stderr.read() or "").strip().splitlines()
+            raise SpatialqError(f"perception_node exited ({proc.returncode}) at {what}: {tail[-1] if tail else ''}")
+        executor.spin_once(timeout_sec=0.02)
+    if not quiet and not condition():
+        raise SpatialqError(f"perception_node did not {what} within {timeout:.0f} s")
