@@ -204,3 +204,34 @@ def test_calibration_node_refuses_an_existing_artifact(context, tmp_path):
         assert node.state == "unconfigured" and "already exists" in node.configure_error
     finally:
         node.destroy_node()
+
+
+def test_bringup_runs_the_profile_until_ctrl_c(context, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SPATIALQ_MODELS_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "spatialq_ros.cli", "bringup", "tractor", "--set", f"size={SIZE}",
+                             "--build-map", "--set", f"map_builder_node.map={tmp_path / 'm.npz'}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    peer = rclpy.create_node("observer", context=context)
+    try:
+        end = time.monotonic() + 120
+        names = set()
+        while time.monotonic() < end and not {"perception_node", "map_builder_node"} <= names:
+            assert proc.poll() is None, proc.stderr.read()
+            names = {name for name, ns in peer.get_node_names_and_namespaces() if ns == "/tractor"}
+            time.sleep(0.2)
+        assert {"perception_node", "map_builder_node"} <= names
+        topics = dict(peer.get_topic_names_and_types())
+        assert "/tractor/keypoints" in topics and "/front_camera/image_raw" in topics  # the profile's remapping
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "running /tractor/perception_node, /tractor/map_builder_node" in out
+        assert not (tmp_path / "m.npz").exists()  # nothing was added, so nothing to save
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        peer.destroy_node()

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 path, h, w, frames, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 options = ort.SessionOptions()
+options.enable_mem_pattern = False  # as OnnxEngine deploys it
 if threads:
     options.intra_op_num_threads = threads
 session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

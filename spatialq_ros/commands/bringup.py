@@ -39,18 +39,22 @@ def run(args: argparse.Namespace) -> int:
 
     import rclpy
 
-    from ..ros.bringup import create_profile_nodes, spin_nodes
+    from rclpy.signals import SignalHandlerOptions
+
+    from ..ros.bringup import create_profile_nodes, spin_nodes, stop_on_signals
 
     overrides = parse_overrides(args.set)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
-        nodes = create_profile_nodes(args.profile, context, params_file=args.params_file, namespace=args.namespace,
-                                     image_topic=args.image_topic, use_sim_time=args.use_sim_time,
-                                     enable={"build_map"} if args.build_map else set(), overrides=overrides)
-        print(f"spatialq bringup {args.profile}: running " + ", ".join(n.get_fully_qualified_name() for n in nodes)
-              + f" (ROS_DOMAIN_ID {os.environ.get('ROS_DOMAIN_ID', '0')}); Ctrl-C stops")
-        spin_nodes(nodes, context)
-    finally:
-        rclpy.try_shutdown(context=context)
+    with stop_on_signals() as stop:
+        context = rclpy.Context()
+        rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            nodes = create_profile_nodes(args.profile, context, params_file=args.params_file,
+                                         namespace=args.namespace, image_topic=args.image_topic,
+                                         use_sim_time=args.use_sim_time,
+                                         enable={"build_map"} if args.build_map else set(), overrides=overrides)
+            print(f"spatialq bringup {args.profile}: running " + ", ".join(n.get_fully_qualified_name() for n in nodes)
+                  + f" (ROS_DOMAIN_ID {os.environ.get('ROS_DOMAIN_ID', '0')}); Ctrl-C stops", flush=True)
+            spin_nodes(nodes, context, stop)
+        finally:
+            rclpy.try_shutdown(context=context)
     return 0

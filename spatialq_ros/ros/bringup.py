@@ -6,12 +6,15 @@ launch files use them.
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
+from contextlib import contextmanager
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
 
 from ..errors import SpatialqError
 from .graph import node_parameters, profile
@@ -55,15 +58,31 @@ def _require_started(node, params: dict) -> None:
         raise SpatialqError(f"{node.get_fully_qualified_name()}: {reason}")
 
 
-def spin_nodes(nodes: list, context, stop: threading.Event | None = None) -> None:
-    """Spin until Ctrl-C, shutdown or `stop`; then let nodes that keep state save it (`close`), and destroy them."""
+@contextmanager
+def stop_on_signals():
+    """An Event set by SIGINT / SIGTERM (what Ctrl-C and ros2 launch send), from before the nodes exist,
+    so a stop during start-up is as clean as one later."""
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def spin_nodes(nodes: list, context, stop: threading.Event) -> None:
+    """Spin until `stop` or shutdown; then let nodes that keep state save it (`close`), and destroy them."""
     executor = MultiThreadedExecutor(num_threads=max(2, 2 * len(nodes)), context=context)
     for node in nodes:
         executor.add_node(node)
     try:
-        while context.ok() and not (stop and stop.is_set()):
+        while context.ok() and not stop.is_set():
             executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
         close_nodes(nodes)
@@ -80,8 +99,13 @@ def close_nodes(nodes: list) -> None:
 
 def run_nodes(node_classes: list, argv: list[str] | None, prog: str) -> int:
     """Entry point of a node executable: construct, autostart, spin; a bad parameter is one line and exit 2."""
+    with stop_on_signals() as stop:
+        return _run_nodes(node_classes, argv, prog, stop)
+
+
+def _run_nodes(node_classes: list, argv: list[str] | None, prog: str, stop: threading.Event) -> int:
     context = rclpy.Context()
-    rclpy.init(args=argv, context=context)
+    rclpy.init(args=argv, context=context, signal_handler_options=SignalHandlerOptions.NO)
     nodes = []
     try:
         for cls in node_classes:
@@ -93,6 +117,6 @@ def run_nodes(node_classes: list, argv: list[str] | None, prog: str) -> int:
             node.destroy_node()
         rclpy.try_shutdown(context=context)
         return 2
-    spin_nodes(nodes, context)
+    spin_nodes(nodes, context, stop)
     rclpy.try_shutdown(context=context)
     return 0
