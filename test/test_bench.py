@@ -29,4 +29,6 @@ def test_bench_rows_table_and_plot(tmp_path, monkeypatch, capsys):
     node = json.loads((out / "node.json").read_text())  # perception_node in its own process, over DDS
     assert node[0]["size"] == "56x56" and node[0]["frames"] == 7 and not node[0]["torch_loaded"]
     assert 30 < node[0]["rss_mb"] < 1000 and node[0]["latency_p50_ms"] > 0
+    assert node[0]["sustained_fps"] > 0 and node[0]["overload_published"] > node[0]["sustained_fps"]
+    assert 0 < node[0]["fps_vs_backbone_limit"] < 1.5  # processed frames can't beat the backbone by much
     assert "The deploy process: perception_node" in table
