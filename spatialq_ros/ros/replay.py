@@ -9,6 +9,7 @@ way published = processed + dropped + bad.
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from collections import defaultdict
@@ -20,9 +21,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PolygonStamped, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.serialization import serialize_message
+from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
@@ -127,23 +128,25 @@ class _Recorder:
         for topic, kind in topics.items():
             msgtype = f"{kind.__module__.split('.')[0]}/msg/{kind.__name__}"
             self._connections[topic] = self.writer.add_connection(topic, msgtype, typestore=self.typestore)
+            # raw: the CDR bytes go into the bag as they came, no deserialise + serialise on the GIL
             self.subscriptions.append(node.create_subscription(
-                kind, topic, lambda m, t=topic: self._on_message(t, m), qos, callback_group=group))
+                kind, topic, lambda raw, t=topic, k=kind: self._on_message(t, k, raw), qos, callback_group=group,
+                raw=True))
 
-    def _on_message(self, topic: str, msg) -> None:
+    def _on_message(self, topic: str, kind: type, raw: bytes) -> None:
         wall = time.perf_counter()
         with self.lock:
             if self.writer is None:
                 return
-            self.writer.write(self._connections[topic], self.node.get_clock().now().nanoseconds,
-                              serialize_message(msg))
+            self.writer.write(self._connections[topic], self.node.get_clock().now().nanoseconds, raw)
             self.counts[topic] += 1
-            stamp = _stamp_of(msg)
+            if kind is DiagnosticArray:
+                for status in deserialize_message(raw, DiagnosticArray).status:
+                    self.last_diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+                return
+            stamp = _stamp_of(raw, kind is MarkerArray)
             if stamp is not None:
                 self.arrivals[topic].append((stamp, wall))
-            if isinstance(msg, DiagnosticArray):
-                for status in msg.status:
-                    self.last_diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
 
     def close(self) -> None:
         with self.lock:
@@ -152,13 +155,15 @@ class _Recorder:
                 self.writer = None
 
 
-def _stamp_of(msg) -> int | None:
-    header = getattr(msg, "header", None)
-    if isinstance(msg, MarkerArray):
-        header = msg.markers[0].header if msg.markers else None
-    if header is None or isinstance(msg, DiagnosticArray):
+def _stamp_of(raw: bytes, marker_array: bool) -> int | None:
+    """The input header's stamp, read straight from the CDR bytes: every stamped output starts with its
+    header (after the 4-byte encapsulation); a MarkerArray starts with its length, then the first marker."""
+    order = "<" if raw[1] & 1 else ">"  # encapsulation: CDR_LE = 0x0001, CDR_BE = 0x0000
+    offset = 8 if marker_array else 4
+    if marker_array and (len(raw) < 8 or struct.unpack_from(order + "I", raw, 4)[0] == 0):
         return None
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+    sec, nanosec = struct.unpack_from(order + "iI", raw, offset)
+    return sec * 1_000_000_000 + nanosec
 
 
 def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides: dict | None = None,
@@ -179,7 +184,6 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
     context = rclpy.Context()
     rclpy.init(context=context)
     nodes, recorder, executor = [], None, None
-    stop = threading.Event()
     try:
         nodes = create_profile_nodes(profile_name, context, use_sim_time=True, overrides=node_overrides)
         perception = next(n for n in nodes if n.get_name() == "perception_node")
@@ -200,7 +204,7 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
         executor = MultiThreadedExecutor(num_threads=4, context=context)
         for node in (*nodes, player):
             executor.add_node(node)
-        spinner = threading.Thread(target=lambda: _spin(executor, context, stop), daemon=True)
+        spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
         spinner.start()
         _wait_connected(publishers["camera"], recorder, outputs)
 
@@ -237,18 +241,20 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
                              for t, arrivals in recorder.arrivals.items()}
         return result
     finally:
-        stop.set()
-        if recorder is not None:
-            recorder.close()
         if executor is not None:
             executor.shutdown()
+        if recorder is not None:
+            recorder.close()
         close_nodes(nodes)
         rclpy.try_shutdown(context=context)
 
 
-def _spin(executor, context, stop: threading.Event) -> None:
-    while context.ok() and not stop.is_set():
-        executor.spin_once(timeout_sec=0.05)
+def _spin(executor) -> None:
+    """executor.spin (not a spin_once loop: that rebuilds the wait set on the GIL every time) until shutdown."""
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
 
 
 def _time_msg(ns: int):
