@@ -16,6 +16,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--holdout", type=int, default=16, help="extra frames kept out, for the report")
     parser.add_argument("--method", choices=("gplq", "minmax"), default="gplq")
     parser.add_argument("--qwt", action="store_true", help="add QwT block compensation (stage 2)")
+    parser.add_argument("--rounding", choices=("feedback", "nearest"), default="feedback",
+                        help="stage 2 rounding of the 4-bit weights: with error feedback (GPTQ-style, default) "
+                             "or to nearest")
     parser.add_argument("--alpha", type=float, default=0.5, help="post-LayerNorm folding strength (1 = RepQ)")
     parser.add_argument("--facet-layer", type=int, default=-1, help="block whose value facet the graph outputs")
     parser.add_argument("--out", required=True, help="artifact folder")
@@ -29,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.holdout < 0:
         raise SpatialqError("--frames must be >= 1 and --holdout >= 0")
     job = CalibrationJob(model=args.model, size=args.size, frames=args.frames, holdout=args.holdout,
-                         method=args.method, qwt=args.qwt, alpha=args.alpha, facet_layer=args.facet_layer,
-                         out=args.out, force=args.force, source=args.bag or args.images, topic=args.topic)
+                         method=args.method, qwt=args.qwt, rounding=args.rounding, alpha=args.alpha,
+                         facet_layer=args.facet_layer, out=args.out, force=args.force, source=args.bag or args.images, topic=args.topic)
     job.check_output()
     report = run_calibration(job, read_calibration_frames(args.bag, args.images, args.topic, job))
     for name, f in report.get("fidelity", {}).items():

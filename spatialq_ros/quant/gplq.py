@@ -22,6 +22,7 @@ from .fold import fold_post_layernorm
 from .placement import linear_names, post_layernorm_pairs, wrap
 from .qwt import CompensatedBlock, fit_compensation
 from .spatial_weights import corner_map, spatial_weights
+from .error_feedback import InputHessian, quantize_with_feedback
 from .stats import collect_input_stats
 from .weight_scales import weight_scales
 
@@ -42,6 +43,7 @@ class CalibrationConfig:
     pca_variance: float = 0.6
     qwt: bool = False
     qwt_frames: int = 64
+    error_feedback: bool = True  # stage 2 rounds the 4-bit weights GPTQ-style (False: to nearest)
 
 
 @dataclass
@@ -82,9 +84,13 @@ def calibrate(
     losses: list[float] = []
     if config.method == "gplq":
         losses = _activation_qat(student, teacher, batches, rgbs, config, progress, step)
+    hessians = _input_hessians(student, layers, batches) if config.method == "gplq" and config.error_feedback else {}
     with torch.no_grad():
         for layer in layers.values():
             layer.set_weight_scale(weight_scales(layer.weight, "mse" if config.method == "gplq" else "minmax"))
+    if hessians:
+        step("stage 2: error-feedback rounding", 0, 1)
+        quantize_with_feedback(layers, hessians)
     if config.method == "gplq" and config.qwt:
         _compensate(student, reference, images[: config.qwt_frames], progress, step)
     student.eval()
@@ -158,6 +164,16 @@ def _mimic(student, teacher, basis, weights) -> torch.Tensor:
     if weights is not None:
         err = err * weights
     return err.mean() / energy
+
+
+@torch.no_grad()
+def _input_hessians(student, layers: dict, batches) -> dict:
+    """Every quantized layer's input Hessian on the calibration frames (activations quantized, weights float)."""
+    collectors = {name: InputHessian(layer) for name, layer in layers.items()}
+    student.eval()
+    for batch in batches:
+        student.extract(batch)
+    return {name: c.close() for name, c in collectors.items()}
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ class CalibrationJob:
     holdout: int = 16
     method: str = "gplq"
     qwt: bool = False
+    rounding: str = "feedback"  # stage 2: "feedback" (GPTQ-style) or "nearest"
     alpha: float = 0.5
     facet_layer: int = -1
     out: str = "artifact"
@@ -68,7 +69,8 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
     images = torch.from_numpy(np.concatenate([preprocess(r) for r in rgbs]))
     cal, held = images[: job.frames], images[job.frames:]
     fingerprint = hashlib.sha256(cal.numpy().tobytes()).hexdigest()
-    config = CalibrationConfig(method=job.method, alpha=job.alpha, qwt=job.qwt)
+    config = CalibrationConfig(method=job.method, alpha=job.alpha, qwt=job.qwt,
+                               error_feedback=job.rounding == "feedback")
     t0 = time.perf_counter()
     qmodel, log = calibrate(model, cal, rgbs[: job.frames], config, progress=progress, on_step=on_step)
     seconds = time.perf_counter() - t0
