@@ -125,6 +125,7 @@ def test_compressed_frames_and_corrupt_jpegs(flight):
     (["--map", "/no/such/map.npz"], "parameter map: /no/such/map.npz does not exist"),
     (["--size", "100x100"], "multiples of 14"),
     (["--frames", "0"], "--frames must be >= 1"),
+    (["--report", "/proc/no/report"], "cannot make the report folder"),
 ])
 def test_bad_replay_arguments_are_one_line_errors(flight, capsys, args, message):
     tmp, bag = flight
@@ -134,11 +135,13 @@ def test_bad_replay_arguments_are_one_line_errors(flight, capsys, args, message)
     assert not (tmp / "never").exists()
 
 
-def test_an_existing_output_bag_is_not_overwritten(flight, capsys):
+def test_an_existing_or_unwritable_output_bag_is_refused(flight, capsys):
     tmp, bag = flight
     (tmp / "taken").mkdir()
     assert main(["replay", str(bag), "--size", SIZE, "--out", str(tmp / "taken")]) == 2
     assert "already exists" in capsys.readouterr().err
+    assert main(["replay", str(bag), "--size", SIZE, "--out", "/proc/no/bag"]) == 2
+    assert "cannot write the output bag" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_a_hover_reuses_outputs_through_the_frame_cache(flight):

@@ -38,6 +38,11 @@ def run(args: argparse.Namespace) -> int:
         raise SpatialqError("--frames must be >= 1")
     if not Path(args.bag).exists():
         raise SpatialqError(f"{args.bag}: no such bag")
+    if args.report:
+        try:
+            Path(args.report).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpatialqError(f"{args.report}: cannot make the report folder ({exc.strerror})") from None
     overrides = parse_overrides(args.set)
     node = overrides.setdefault("perception_node", {})
     node["map"] = args.map or ""

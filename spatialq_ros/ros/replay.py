@@ -116,7 +116,10 @@ class _Recorder:
         self.node = node
         self.typestore = get_typestore(Stores.ROS2_KILTED)  # the messages are made by this ROS distribution
         self.writer = Writer(out_bag, version=8, storage_plugin=StoragePlugin.MCAP)
-        self.writer.open()
+        try:
+            self.writer.open()
+        except Exception as exc:  # rosbags raises its own WriterError or OSError
+            raise SpatialqError(f"{out_bag}: cannot write the output bag ({exc})") from None
         self.lock = threading.Lock()
         self.counts: dict[str, int] = defaultdict(int)
         self.arrivals: dict[str, list[tuple[int, float]]] = defaultdict(list)  # topic -> (stamp ns, wall s)
