@@ -30,6 +30,7 @@ PARAMETERS = (
     Spec("every", 5, "take every N-th frame from the topic (spread over the flight)", (1, 10000)),
     Spec("method", "gplq", "gplq or minmax"),
     Spec("qwt", False, "add QwT block compensation (stage 2)"),
+    Spec("rounding", "feedback", "stage 2 rounding of the 4-bit weights: feedback (GPTQ-style) or nearest"),
     Spec("out", "artifact", "artifact folder to write"),
     Spec("force", False, "replace an existing artifact folder"),
     Spec("bag", "", "read frames from this rosbag2 instead of the topic", path="model"),
@@ -63,8 +64,11 @@ class CalibrationNode(AutostartNode):
             p = read_parameters(self, PARAMETERS)
             if p["method"] not in METHODS:
                 raise SpatialqError(f"parameter method={p['method']!r}: choose {' or '.join(METHODS)}")
+            if p["rounding"] not in ("feedback", "nearest"):
+                raise SpatialqError(f"parameter rounding={p['rounding']!r}: choose feedback or nearest")
             self.job = CalibrationJob(model=p["model"] or None, size=p["size"], frames=p["frames"],
-                                      holdout=p["holdout"], method=p["method"], qwt=p["qwt"], out=p["out"],
+                                      holdout=p["holdout"], method=p["method"], qwt=p["qwt"],
+                                      rounding=p["rounding"], out=p["out"],
                                       force=p["force"], source=p["bag"] or self.resolve_topic_name("image"),
                                       topic=p["bag_topic"] or None)
             self.job.check_output()

@@ -225,7 +225,7 @@ class PerceptionNode(AutostartNode):
 
     def _publish_diagnostics(self) -> None:
         extra = {"state": self.state, **{f"head.{k}": "on" if v else "off" for k, v in self.heads().items()}}
-        if getattr(self, "configure_error", ""):
+        if self.configure_error:
             extra["configure_error"] = self.configure_error
         if self.pipeline is not None and hasattr(self.pipeline.engine, "hits"):
             extra["frame_cache_hits"] = str(self.pipeline.engine.hits)
