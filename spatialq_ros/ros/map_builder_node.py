@@ -79,6 +79,7 @@ class MapBuilderNode(AutostartNode):
         from ..perception.place.builder import MapBuilder
         from ..perception.place.database import PlaceDatabase
         from ..runtime.factory import make_engine
+        from ..runtime.threads import single_threaded_blas
 
         if not p["map"]:
             raise SpatialqError("parameter map: give the map file to write")
@@ -87,8 +88,6 @@ class MapBuilderNode(AutostartNode):
             if not Path(p["map"]).is_file():
                 raise SpatialqError(f"parameter map: {p['map']} does not exist, so it cannot be extended")
             existing = PlaceDatabase.load(p["map"])
-        from ..runtime.threads import single_threaded_blas
-
         self._blas_limit = single_threaded_blas()  # small head matmuls next to the engine's threads
         size = parse_size(p["size"])
         engine = make_engine(p["model"] or None, size, int(existing.config.get("facet_layer", -1)) if existing else -1)

@@ -120,7 +120,6 @@ class PerceptionNode(AutostartNode):
         from ..perception.keypoints import KeypointConfig
         from ..perception.pipeline import Pipeline
         from ..runtime.factory import make_engine
-
         from ..runtime.threads import single_threaded_blas
 
         self._blas_limit = single_threaded_blas()  # small head matmuls next to the engine's threads
