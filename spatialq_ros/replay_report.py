@@ -17,22 +17,10 @@ from rosbags.typesys import Stores, get_typestore
 from .atomic import write_atomic
 from .banner import UNTRAINED_WARNING
 from .errors import SpatialqError
+from .point_cloud import cloud_rows
 from .viz.pictures import stamp_untrained, write_png
 
-_POINT_TYPES = {1: np.int8, 2: np.uint8, 3: np.int16, 4: np.uint16, 5: np.int32, 6: np.uint32, 7: np.float32,
-                8: np.float64}
 HEAD_FLAGS = {"place": "--map", "field": "--field-head", "keypoints": "keypoints: false"}
-
-
-def cloud_rows(msg) -> np.ndarray:
-    """A recorded sensor_msgs/PointCloud2 -> numpy structured array (offsets and point_step honoured)."""
-    names, formats, offsets = [], [], []
-    for f in msg.fields:
-        names.append(f.name)
-        formats.append((_POINT_TYPES[f.datatype], (f.count,)) if f.count > 1 else _POINT_TYPES[f.datatype])
-        offsets.append(f.offset)
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
-    return np.frombuffer(np.asarray(msg.data, np.uint8).tobytes(), dtype=dtype, count=msg.width * msg.height)
 
 
 def read_outputs(out_bag: str | Path) -> dict[str, dict[int, object]]:

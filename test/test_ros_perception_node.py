@@ -16,7 +16,8 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 
 from spatialq_ros.cli import main  # noqa: E402
-from spatialq_ros.ros.messages import byte_array, cloud_table  # noqa: E402
+from spatialq_ros.point_cloud import cloud_rows as cloud_table  # noqa: E402
+from spatialq_ros.ros.messages import byte_array  # noqa: E402
 from spatialq_ros.ros.perception_node import PerceptionNode  # noqa: E402
 from spatialq_ros.ros.qos import SENSOR_QOS  # noqa: E402
 from spatialq_ros.sim.bag import read_frames  # noqa: E402

@@ -13,7 +13,8 @@ pytest.importorskip("rclpy")
 
 from ros_frames import write_compressed_bag, write_torture_bag  # noqa: E402
 from spatialq_ros.cli import main  # noqa: E402
-from spatialq_ros.replay_report import cloud_rows, read_outputs  # noqa: E402
+from spatialq_ros.point_cloud import cloud_rows  # noqa: E402
+from spatialq_ros.replay_report import read_outputs  # noqa: E402
 from spatialq_ros.sim.bag import read_frames, read_masks  # noqa: E402
 from spatialq_ros.sim.simulate import SimConfig, simulate  # noqa: E402
 

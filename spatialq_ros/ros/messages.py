@@ -10,8 +10,7 @@ from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-_FIELD_TYPES = {np.dtype(np.float32): PointField.FLOAT32, np.dtype(np.int8): PointField.INT8,
-                np.dtype(np.int32): PointField.INT32, np.dtype(np.uint16): PointField.UINT16}
+from ..point_cloud import DATATYPES
 
 
 def byte_array(data: np.ndarray) -> array.array:
@@ -34,7 +33,7 @@ def table_cloud(header: Header, columns: dict[str, np.ndarray]) -> PointCloud2:
     for name, values in columns.items():
         values = np.asarray(values)
         count = 1 if values.ndim == 1 else int(values.shape[1])
-        fields.append(PointField(name=name, offset=offset, datatype=_FIELD_TYPES[values.dtype], count=count))
+        fields.append(PointField(name=name, offset=offset, datatype=DATATYPES[values.dtype], count=count))
         dtype_fields.append((name, values.dtype, (count,)) if count > 1 else (name, values.dtype))
         offset += values.dtype.itemsize * count
     points = np.zeros(n, dtype=np.dtype(dtype_fields)) if dtype_fields else np.zeros(0, np.uint8)
@@ -44,18 +43,6 @@ def table_cloud(header: Header, columns: dict[str, np.ndarray]) -> PointCloud2:
                       row_step=offset * n, is_dense=True)
     msg.data = byte_array(points.view(np.uint8) if n else np.zeros(0, np.uint8))
     return msg
-
-
-def cloud_table(msg: PointCloud2) -> np.ndarray:
-    """PointCloud2 -> numpy structured array, honouring offsets and point_step."""
-    inverse = {v: k for k, v in _FIELD_TYPES.items()}
-    names, formats, offsets = [], [], []
-    for f in msg.fields:
-        names.append(f.name)
-        formats.append((inverse[f.datatype], (f.count,)) if f.count > 1 else inverse[f.datatype])
-        offsets.append(f.offset)
-    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
-    return np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width * msg.height)
 
 
 def polygon(header: Header, exterior: np.ndarray) -> PolygonStamped:
