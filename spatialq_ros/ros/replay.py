@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -66,44 +67,44 @@ class ReplayResult:
 
 @dataclass
 class BagInput:
-    """The bag's messages the player sends, in log order: (log ns, kind, stamp ns, raw CDR)."""
-    messages: list
+    """What the player sends from a bag, streamed in log order (a long flight does not fit in memory)."""
+    path: Path
     camera_topic: str
     compressed: bool
+    kinds: dict  # bag topic -> camera | camera_info | pose
+    frames: int  # camera messages to send
 
-    @property
-    def frames(self) -> int:
-        return sum(1 for m in self.messages if m[1] == "camera")
+    def messages(self) -> Iterator[tuple[int, str, int, bytes]]:
+        """(log ns, kind, header stamp ns, raw CDR) up to and with the last frame to send."""
+        from ..sim.bag import open_bag
+
+        sent = 0
+        with open_bag(self.path) as reader:
+            connections = [c for c in reader.connections if c.topic in self.kinds]
+            for connection, log_ns, raw in reader.messages(connections=connections):
+                kind = self.kinds[connection.topic]
+                if kind == "camera":
+                    if sent == self.frames:
+                        return
+                    sent += 1
+                stamp = cdr_stamp(raw, False)
+                yield log_ns, kind, log_ns if stamp is None else stamp, bytes(raw)
 
 
 def read_bag_input(bag: str | Path, topic: str | None = None, frames: int | None = None) -> BagInput:
-    from ..sim.bag import CAMERA_INFO_TOPIC, ODOM_TOPIC, _image_topic, _open, header_ns
+    from ..sim.bag import CAMERA_INFO_TOPIC, ODOM_TOPIC, camera_topic, open_bag
 
-    with _open(bag) as reader:
-        camera = _image_topic(reader, Path(bag), topic)
+    with open_bag(bag) as reader:
+        camera = camera_topic(reader, Path(bag), topic)
         by_topic = {c.topic: c for c in reader.connections}
-        compressed = by_topic[camera].msgtype == "sensor_msgs/msg/CompressedImage"
-        info_topic = camera.removesuffix("/compressed").rsplit("/", 1)[0] + "/camera_info"
-        kinds = {camera: "camera"}
-        for name, kind in ((info_topic, "camera_info"), (CAMERA_INFO_TOPIC, "camera_info"), (ODOM_TOPIC, "pose")):
-            if name in by_topic and by_topic[name].msgtype in INPUT_TYPES and kind not in kinds.values():
-                kinds[name] = kind
-        connections = [by_topic[t] for t in kinds]
-        messages, count = [], 0
-        for connection, log_ns, raw in reader.messages(connections=connections):
-            kind = kinds[connection.topic]
-            try:
-                stamp = header_ns(reader.deserialize(raw, connection.msgtype))
-            except Exception:  # noqa: BLE001 - an undecodable message still goes out: the node must cope
-                stamp = log_ns
-            if kind == "camera":
-                if frames is not None and count >= frames:
-                    break
-                count += 1
-            messages.append((log_ns, kind, stamp, bytes(raw)))
-    if count == 0:
-        raise SpatialqError(f"{bag}: no frames on {camera}")
-    return BagInput(messages, camera, compressed)
+    compressed = by_topic[camera].msgtype == "sensor_msgs/msg/CompressedImage"
+    info_topic = camera.removesuffix("/compressed").rsplit("/", 1)[0] + "/camera_info"
+    kinds = {camera: "camera"}
+    for name, kind in ((info_topic, "camera_info"), (CAMERA_INFO_TOPIC, "camera_info"), (ODOM_TOPIC, "pose")):
+        if name in by_topic and by_topic[name].msgtype in INPUT_TYPES and kind not in kinds.values():
+            kinds[name] = kind
+    count = by_topic[camera].msgcount if frames is None else min(frames, by_topic[camera].msgcount)
+    return BagInput(Path(bag), camera, compressed, kinds, count)
 
 
 class _Recorder:
@@ -147,7 +148,7 @@ class _Recorder:
                 for status in deserialize_message(raw, DiagnosticArray).status:
                     self.last_diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
                 return
-            stamp = _stamp_of(raw, kind is MarkerArray)
+            stamp = cdr_stamp(raw, kind is MarkerArray)
             if stamp is not None:
                 self.arrivals[topic].append((stamp, wall))
 
@@ -158,12 +159,15 @@ class _Recorder:
                 self.writer = None
 
 
-def _stamp_of(raw: bytes, marker_array: bool) -> int | None:
-    """The input header's stamp, read straight from the CDR bytes: every stamped output starts with its
-    header (after the 4-byte encapsulation); a MarkerArray starts with its length, then the first marker."""
-    order = "<" if raw[1] & 1 else ">"  # encapsulation: CDR_LE = 0x0001, CDR_BE = 0x0000
+def cdr_stamp(raw: bytes, marker_array: bool) -> int | None:
+    """The header stamp, read straight from the CDR bytes: every stamped message starts with its header
+    (after the 4-byte encapsulation); a MarkerArray starts with its length, then the first marker.
+    None when the bytes are too short to hold one."""
     offset = 8 if marker_array else 4
-    if marker_array and (len(raw) < 8 or struct.unpack_from(order + "I", raw, 4)[0] == 0):
+    if len(raw) < offset + 8:
+        return None
+    order = "<" if raw[1] & 1 else ">"  # encapsulation: CDR_LE = 0x0001, CDR_BE = 0x0000
+    if marker_array and struct.unpack_from(order + "I", raw, 4)[0] == 0:
         return None
     sec, nanosec = struct.unpack_from(order + "iI", raw, offset)
     return sec * 1_000_000_000 + nanosec
@@ -213,9 +217,10 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
 
         published_at: dict[int, float] = {}
         stats = perception.stats
-        start_wall, first_log = time.perf_counter(), source.messages[0][0]
+        start_wall, first_log = time.perf_counter(), None
         bar = tqdm(total=source.frames, desc=f"replay ({result.mode})", unit="frame", disable=not progress)
-        for log_ns, kind, stamp, raw in source.messages:
+        for log_ns, kind, stamp, raw in source.messages():
+            first_log = log_ns if first_log is None else first_log
             if rate is not None:
                 delay = start_wall + (log_ns - first_log) / 1e9 / rate - time.perf_counter()
                 if delay > 0:

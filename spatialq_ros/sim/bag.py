@@ -69,8 +69,8 @@ def read_frames(bag: str | Path, topic: str | None = None, skip_bad: bool = Fals
     The bag and topic are checked before this returns, so a wrong path or topic fails at the call.
     Image messages are decoded honouring encoding and step; CompressedImage by its data.
     """
-    with _open(bag) as reader:
-        chosen = _image_topic(reader, Path(bag), topic)
+    with open_bag(bag) as reader:
+        chosen = camera_topic(reader, Path(bag), topic)
     return _frames(Path(bag), chosen, skip_bad)
 
 
@@ -85,7 +85,7 @@ def _frames(bag: Path, topic: str, skip_bad: bool) -> Iterator[Frame]:
 
 def read_topic(bag: str | Path, topic: str) -> Iterator[tuple[int, Any]]:
     """(header stamp, message) of every message on a topic, in bag order."""
-    with _open(bag) as reader:
+    with open_bag(bag) as reader:
         _check_topic(reader, Path(bag), topic)
     return _messages(Path(bag), topic)
 
@@ -128,7 +128,7 @@ def read_places(bag: str | Path, topic: str = PLACE_TOPIC) -> dict[int, int]:
 
 
 @contextmanager
-def _open(bag: str | Path) -> Iterator[AnyReader]:
+def open_bag(bag: str | Path) -> Iterator[AnyReader]:
     path = Path(bag)
     if not path.exists():
         raise SpatialqError(f"{path}: no such bag")
@@ -146,7 +146,7 @@ def _open(bag: str | Path) -> Iterator[AnyReader]:
 
 
 def _messages(bag: Path, topic: str) -> Iterator[tuple[int, Any]]:
-    with _open(bag) as reader:
+    with open_bag(bag) as reader:
         connections = [c for c in reader.connections if c.topic == topic]
         for connection, _, raw in reader.messages(connections=connections):
             msg = reader.deserialize(raw, connection.msgtype)
@@ -161,7 +161,7 @@ def _check_topic(reader: AnyReader, bag: Path, topic: str) -> None:
         raise SpatialqError(f"{bag}: topic {topic} has no messages")
 
 
-def _image_topic(reader: AnyReader, bag: Path, topic: str | None) -> str:
+def camera_topic(reader: AnyReader, bag: Path, topic: str | None) -> str:
     topics = sorted({c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES})
     if topic is None:
         preferred = [t for t in (IMAGE_TOPIC, COMPRESSED_TOPIC) if t in topics]
