@@ -121,7 +121,7 @@ def test_bad_frames_are_counted_and_the_node_goes_on(graph, assets):
         send(executor, publisher, node, msg)
     spin_until(executor, lambda: any(m.header.stamp.sec == 24 for m in got.get("keypoints", [])))
     assert dict(node.stats.bad) == {"encoding": 1, "truncated": 1, "empty": 1}
-    node._publish_diagnostics()
+    node.publish_diagnostics()
 
     def latest():
         return {kv.key: kv.value for kv in got["/diagnostics"][-1].status[0].values} if got.get("/diagnostics") else {}

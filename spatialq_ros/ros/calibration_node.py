@@ -11,15 +11,14 @@ import sys
 import threading
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..errors import SpatialqError
 from ..frames import BadFrame, decode_compressed, decode_image
 from .lifecycle import AutostartNode
-from .parameters import Spec, declare, read_parameters
-from .qos import OUTPUT_QOS, SENSOR_QOS
+from .parameters import Spec
+from .qos import SENSOR_QOS
 
 PARAMETERS = (
     Spec("autostart", True, "configure and activate at start"),
@@ -28,21 +27,24 @@ PARAMETERS = (
     Spec("frames", 256, "calibration frames", (1, 100000)),
     Spec("holdout", 16, "extra frames kept out for the report", (0, 10000)),
     Spec("every", 5, "take every N-th frame from the topic (spread over the flight)", (1, 10000)),
-    Spec("method", "gplq", "gplq or minmax"),
+    Spec("method", "gplq", "gplq or minmax", choices=("gplq", "minmax")),
     Spec("qwt", False, "add QwT block compensation (stage 2)"),
-    Spec("rounding", "feedback", "stage 2 rounding of the 4-bit weights: feedback (GPTQ-style) or nearest"),
+    Spec("rounding", "feedback", "stage 2 rounding of the 4-bit weights: feedback (GPTQ-style) or nearest",
+         choices=("feedback", "nearest")),
     Spec("out", "artifact", "artifact folder to write"),
     Spec("force", False, "replace an existing artifact folder"),
     Spec("bag", "", "read frames from this rosbag2 instead of the topic", path="model"),
     Spec("bag_topic", "", "image topic in `bag` (empty: the camera topic)"),
     Spec("compressed", False, "subscribe image/compressed (CompressedImage) instead of image"),
+    Spec("diagnostics_period", 1.0, "seconds between /diagnostics messages", (0.05, 60.0)),
 )
 
 
 class CalibrationNode(AutostartNode):
+    PARAMETERS = PARAMETERS
+
     def __init__(self, **kwargs) -> None:
         super().__init__("calibration_node", **kwargs)
-        declare(self, PARAMETERS)
         self.frames: list = []
         self.bad = 0
         self.phase = "unconfigured"
@@ -52,34 +54,17 @@ class CalibrationNode(AutostartNode):
         self._skip = 0
         self._subs: list = []
         self._worker: threading.Thread | None = None
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
-        self.create_timer(1.0, self._publish_diagnostics, callback_group=MutuallyExclusiveCallbackGroup())
-        self.autostart()
+        self.start()
 
-    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        from ..quant.gplq import METHODS
+    def configure(self, p: dict) -> None:
         from ..quant.job import CalibrationJob
 
-        try:
-            p = read_parameters(self, PARAMETERS)
-            if p["method"] not in METHODS:
-                raise SpatialqError(f"parameter method={p['method']!r}: choose {' or '.join(METHODS)}")
-            if p["rounding"] not in ("feedback", "nearest"):
-                raise SpatialqError(f"parameter rounding={p['rounding']!r}: choose feedback or nearest")
-            self.job = CalibrationJob(model=p["model"] or None, size=p["size"], frames=p["frames"],
-                                      holdout=p["holdout"], method=p["method"], qwt=p["qwt"],
-                                      rounding=p["rounding"], out=p["out"],
-                                      force=p["force"], source=p["bag"] or self.resolve_topic_name("image"),
-                                      topic=p["bag_topic"] or None)
-            self.job.check_output()
-        except SpatialqError as exc:
-            self.configure_error = str(exc)
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
-        self.params = p
-        self.configure_error = ""
+        self.job = CalibrationJob(model=p["model"] or None, size=p["size"], frames=p["frames"], holdout=p["holdout"],
+                                  method=p["method"], qwt=p["qwt"], rounding=p["rounding"], out=p["out"],
+                                  force=p["force"], source=p["bag"] or self.resolve_topic_name("image"),
+                                  topic=p["bag_topic"] or None)
+        self.job.check_output()
         self.phase = "configured"
-        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         p = self.params
@@ -139,7 +124,7 @@ class CalibrationNode(AutostartNode):
             self.get_logger().info(self.result)
         self.done.set()
 
-    def _publish_diagnostics(self) -> None:
+    def publish_diagnostics(self) -> None:
         stage, i, n = self.step
         values = {"state": self.state, "phase": self.phase,
                   "frames_collected": str(len(self.frames)),

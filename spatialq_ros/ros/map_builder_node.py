@@ -11,7 +11,6 @@ import threading
 from collections import deque
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
@@ -22,7 +21,7 @@ from ..errors import SpatialqError
 from ..frames import BadFrame, decode_compressed, decode_image
 from .diagnostics import FrameStats
 from .lifecycle import AutostartNode
-from .parameters import Spec, declare, read_parameters
+from .parameters import Spec
 from .qos import OUTPUT_QOS, SENSOR_QOS
 
 PARAMETERS = (
@@ -41,9 +40,10 @@ PARAMETERS = (
 
 
 class MapBuilderNode(AutostartNode):
+    PARAMETERS = PARAMETERS
+
     def __init__(self, **kwargs) -> None:
         super().__init__("map_builder_node", **kwargs)
-        declare(self, PARAMETERS)
         self.stats = FrameStats()
         self.builder = None
         self.saved_places = 0
@@ -53,24 +53,13 @@ class MapBuilderNode(AutostartNode):
         self._lock = threading.Lock()  # builder: frames vs save
         self._subs: list = []
         self._inputs = MutuallyExclusiveCallbackGroup()
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
-        self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics,
-                          callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(Trigger, "~/save", self._on_save, callback_group=MutuallyExclusiveCallbackGroup())
-        self.autostart()
+        self.start()
 
-    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        try:
-            self.params = p = read_parameters(self, PARAMETERS)
-            self.builder, self.engine = self._make_builder(p)
-        except SpatialqError as exc:
-            self.configure_error = str(exc)
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
-        self.configure_error = ""
-        self.get_logger().info(f"configured: {'extending' if p['extend'] else 'new map'} {p['map']} "
+    def configure(self, params: dict) -> None:
+        self.builder, self.engine = self._make_builder(params)
+        self.get_logger().info(f"configured: {'extending' if params['extend'] else 'new map'} {params['map']} "
                                f"({self.builder.places} places)")
-        return TransitionCallbackReturn.SUCCESS
 
     def _make_builder(self, p: dict):
         from pathlib import Path
@@ -197,7 +186,7 @@ class MapBuilderNode(AutostartNode):
             except (SpatialqError, OSError) as exc:
                 self.get_logger().error(f"map not saved at shutdown: {exc}")
 
-    def _publish_diagnostics(self) -> None:
+    def publish_diagnostics(self) -> None:
         extra = {"state": self.state, "places": str(self.builder.places if self.builder else 0),
                  "saved_places": str(self.saved_places), "last_save": self.last_save}
         if self.configure_error:

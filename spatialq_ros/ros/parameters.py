@@ -19,6 +19,7 @@ class Spec:
     range: tuple | None = None  # (low, high), inclusive
     path: str = ""  # "file": must exist when set; "model": a checkpoint file/folder or an artifact folder
     size: bool = False  # "WxH", multiples of 14
+    choices: tuple = ()  # the only values allowed, when given
 
     def descriptor(self) -> ParameterDescriptor:
         d = ParameterDescriptor(description=self.about)
@@ -48,6 +49,8 @@ def read_parameters(node, specs: tuple[Spec, ...]) -> dict:
 
 
 def check(spec: Spec, value) -> None:
+    if spec.choices and value not in spec.choices:
+        raise SpatialqError(f"parameter {spec.name}={value!r}: choose {' or '.join(map(str, spec.choices))}")
     if spec.range is not None and not isinstance(value, bool) and isinstance(value, (int, float)):
         low, high = spec.range
         if not low <= value <= high:

@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PolygonStamped, PoseWithCovarianceStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
@@ -22,10 +21,11 @@ from visualization_msgs.msg import MarkerArray
 
 from ..errors import SpatialqError
 from ..frames import BadFrame, decode_compressed, decode_image
+from ..runtime.factory import BACKENDS
 from .diagnostics import FrameStats
 from .lifecycle import AutostartNode
 from .messages import boundary_markers, mono8_image, place_markers, polygon, table_cloud
-from .parameters import Spec, declare, read_parameters
+from .parameters import Spec
 from .qos import OUTPUT_QOS, SENSOR_QOS
 
 PARAMETERS = (
@@ -33,7 +33,8 @@ PARAMETERS = (
     Spec("model", "", "checkpoint or W4A8 artifact folder; empty: the embedded default", path="model"),
     Spec("map", "", "place map from spatialq build-map; empty: place recognition off", path="file"),
     Spec("field_head", "", "field head from spatialq train-field-head; empty: field boundaries off", path="file"),
-    Spec("engine", "auto", "auto (artifact: ONNX Runtime; checkpoint: torch), onnxruntime or tensorrt"),
+    Spec("engine", "auto", "auto (artifact: ONNX Runtime; checkpoint: torch), onnxruntime or tensorrt",
+         choices=BACKENDS),
     Spec("size", "448x448", "backbone input WxH, multiples of 14 (an artifact fixes it)", size=True),
     Spec("compressed", False, "subscribe image/compressed (CompressedImage) instead of image"),
     Spec("keypoints", True, "publish grid keypoints"),
@@ -47,31 +48,22 @@ PARAMETERS = (
 
 
 class PerceptionNode(AutostartNode):
+    PARAMETERS = PARAMETERS
+
     def __init__(self, **kwargs) -> None:
         super().__init__("perception_node", **kwargs)
-        declare(self, PARAMETERS)
         self.stats = FrameStats()
         self.pipeline = None
         self.camera_info: CameraInfo | None = None
         self._subscriptions_active: list = []
         self._last_warning = 0.0
         self._frames = MutuallyExclusiveCallbackGroup()  # frames in one group, timers in another
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
-        self.create_timer(self.get_parameter("diagnostics_period").value, self._publish_diagnostics,
-                          callback_group=MutuallyExclusiveCallbackGroup())
-        self.autostart()
+        self.start()
 
     # lifecycle ---------------------------------------------------------------------------------------------
 
-    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        try:
-            self.params = read_parameters(self, PARAMETERS)
-            self.pipeline = self._build_pipeline(self.params)
-        except SpatialqError as exc:
-            self.configure_error = str(exc)
-            self.get_logger().error(f"configure failed: {exc}")
-            return TransitionCallbackReturn.FAILURE
-        self.configure_error = ""
+    def configure(self, params: dict) -> None:
+        self.pipeline = self._build_pipeline(params)
         self.keypoints_pub = self.create_lifecycle_publisher(PointCloud2, "keypoints", OUTPUT_QOS)
         self.match_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, "place/match", OUTPUT_QOS)
         self.candidates_pub = self.create_lifecycle_publisher(PointCloud2, "place/candidates", OUTPUT_QOS)
@@ -81,7 +73,6 @@ class PerceptionNode(AutostartNode):
         self.boundary_pub = self.create_lifecycle_publisher(PolygonStamped, "field/boundary", OUTPUT_QOS)
         heads = ", ".join(f"{name} {'on' if on else 'off'}" for name, on in self.heads().items())
         self.get_logger().info(f"configured: {self.pipeline.engine.size[0]}x{self.pipeline.engine.size[1]}, {heads}")
-        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self.params["compressed"]:
@@ -222,7 +213,7 @@ class PerceptionNode(AutostartNode):
             "z": place.poses[:, 2].astype(np.float32)}))
         self.place_markers_pub.publish(place_markers(header, place.poses[:, :3], place.similarities))
 
-    def _publish_diagnostics(self) -> None:
+    def publish_diagnostics(self) -> None:
         extra = {"state": self.state, **{f"head.{k}": "on" if v else "off" for k, v in self.heads().items()}}
         if self.configure_error:
             extra["configure_error"] = self.configure_error

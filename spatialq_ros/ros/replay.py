@@ -240,7 +240,7 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
             _wait_idle(stats)
         result.wall_s = time.perf_counter() - start_wall
         diagnostics_before = recorder.counts.get("/diagnostics", 0)
-        perception._publish_diagnostics()
+        perception.publish_diagnostics()
         _wait_recorded(recorder, outputs, stats, diagnostics_before)
         result.processed, result.bad = stats.processed, dict(stats.bad)
         result.recorded = dict(recorder.counts)
