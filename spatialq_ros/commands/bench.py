@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.hover import hover_section, run_hover
     from ..cli import main
     from ..errors import SpatialqError
+    from ..runtime.factory import artifact_meta
     from ..runtime.frame_cache import check_threshold
     from ..sim.bag import read_frames
     from ..sim.simulate import SimConfig, simulate
@@ -63,10 +64,7 @@ def run(args: argparse.Namespace) -> int:
         warn_untrained()
     given = None
     if args.artifact:
-        meta_file = Path(args.artifact) / "quant.json"
-        if not meta_file.is_file():
-            raise SpatialqError(f"{args.artifact}: not a W4A8 artifact (no quant.json)")
-        given = (tuple(json.loads(meta_file.read_text())["size"]), Path(args.artifact))
+        given = (tuple(artifact_meta(args.artifact)["size"]), Path(args.artifact))
     peaks = {"fp32": fp32_gflops(threads=args.threads), "int8": int8_gops(threads=args.threads)}
     checkpoint_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6
     rows, hover, node = [], [], []

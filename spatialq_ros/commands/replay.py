@@ -25,13 +25,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     from ..errors import SpatialqError
     from ..replay_report import write_report
     from ..ros.graph import profile
     from ..ros.replay import replay
+    from ..runtime.factory import artifact_meta, is_artifact
     from .bringup import parse_overrides
 
     if args.frames is not None and args.frames < 1:
@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.setdefault("*", {})["model"] = args.model
     if args.size:
         overrides.setdefault("*", {})["size"] = args.size
-    elif args.model and (Path(args.model) / "quant.json").is_file():
-        size = json.loads((Path(args.model) / "quant.json").read_text())["size"]
+    elif is_artifact(args.model):  # an artifact fixes the size: follow it rather than the profile's
+        size = artifact_meta(args.model)["size"]
         overrides.setdefault("*", {})["size"] = f"{size[0]}x{size[1]}"
     result = replay(args.bag, args.profile, args.out, overrides=overrides, rate=args.rate, topic=args.topic,
                     frames=args.frames)

@@ -11,6 +11,24 @@ def is_artifact(path: str | Path | None) -> bool:
     return path is not None and (Path(path) / "quant.json").is_file()
 
 
+def artifact_meta(folder: str | Path) -> dict:
+    """An artifact's quant.json (size, fingerprint, trained, scales, ...), or one line on why it is not one."""
+    import json
+
+    from ..errors import SpatialqError
+
+    meta_file = Path(folder) / "quant.json"
+    if not meta_file.is_file():
+        raise SpatialqError(f"{folder}: not a spatialq artifact (no quant.json)")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except ValueError as exc:
+        raise SpatialqError(f"{meta_file}: unreadable ({exc})") from None
+    if not isinstance(meta, dict) or "size" not in meta:
+        raise SpatialqError(f"{meta_file}: not a spatialq quant.json (no size)")
+    return meta
+
+
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
 

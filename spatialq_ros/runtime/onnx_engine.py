@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import onnxruntime as ort
 from ..backbone.preprocess import preprocess
 from ..errors import SpatialqError
 from .engine import Features
+from .factory import artifact_meta
 
 GRAPHS = {"qdq": "model.onnx", "int4": "model_int4.onnx", "cpu": "model_cpu.onnx", "fp32": "fp32.onnx"}
 
@@ -32,13 +32,7 @@ class OnnxEngine:
     def __init__(self, artifact: str | Path, graph: str = "auto", threads: int = 0,
                  providers: list[str] | None = None) -> None:
         folder = Path(artifact)
-        meta_file = folder / "quant.json"
-        if not meta_file.is_file():
-            raise SpatialqError(f"{folder}: not a spatialq artifact (no quant.json)")
-        try:
-            self.meta = json.loads(meta_file.read_text())
-        except ValueError as exc:
-            raise SpatialqError(f"{meta_file}: unreadable ({exc})") from None
+        self.meta = artifact_meta(folder)
         graph = auto_graph(folder) if graph == "auto" else graph
         if graph not in GRAPHS:
             raise SpatialqError(f"graph must be auto or one of {', '.join(GRAPHS)}, not {graph!r}")

@@ -7,7 +7,6 @@ Needs `tensorrt` and `cuda-python` (JetPack ships both); where they are missing 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from ..backbone.preprocess import preprocess
 from ..errors import SpatialqError
 from .engine import Features
 from .engine_cache import EngineCache, cache_key
+from .factory import artifact_meta
 
 OUTPUTS = ("patch_tokens", "cls_token", "value_facet")
 
@@ -49,10 +49,9 @@ class TensorrtEngine:
                  fp16: bool = True) -> None:
         trt, self._cudart = _imports()
         folder = Path(artifact)
-        meta_file, onnx = folder / "quant.json", folder / "model.onnx"
-        if not meta_file.is_file() or not onnx.is_file():
-            raise SpatialqError(f"{folder}: not a spatialq artifact (quant.json and model.onnx needed)")
-        self.meta = json.loads(meta_file.read_text())
+        self.meta, onnx = artifact_meta(folder), folder / "model.onnx"
+        if not onnx.is_file():
+            raise SpatialqError(f"{onnx}: missing from the artifact")
         self.size = tuple(self.meta["size"])
         self.fingerprint = self.meta["fingerprint"]
         self.trained = bool(self.meta.get("trained", False))
