@@ -98,7 +98,7 @@ def measure(engines: dict, images: list[np.ndarray], size: tuple[int, int], conf
     for name in names:
         t = np.array(times[name]) * 1000
         out = outputs[name]
-        cosine = float(np.mean([_cos(o, r) for o, r in zip(out, reference)]))
+        cosine = float(np.mean([patch_cosine(o, r) for o, r in zip(out, reference)]))
         score = float(np.mean([erqa(upscale_nearest(pca_rgb(o.reshape(*grid, -1), basis), size), p)
                                for o, p in zip(out, ref_pictures)]))
         path = engines[name][1]
@@ -111,7 +111,8 @@ def measure(engines: dict, images: list[np.ndarray], size: tuple[int, int], conf
     return rows
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
+def patch_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over patches of the cosine between two (..., C) token arrays."""
     a = a.reshape(-1, a.shape[-1])
     b = b.reshape(-1, b.shape[-1])
     return float((np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)).mean())

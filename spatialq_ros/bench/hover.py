@@ -19,6 +19,7 @@ import numpy as np
 
 from ..runtime.engine import Engine
 from ..runtime.frame_cache import DEFAULT_MAX_REUSE, CachedEngine
+from .harness import patch_cosine
 
 HOVER_SEED = 11
 STILL_M = 0.25  # camera moved less than this since the previous frame: standing still (hover jitter: ~3 cm)
@@ -133,9 +134,3 @@ def hover_section(results: list[HoverResult]) -> str:
                      f"{fmt(r.cosine_worst, '.4f')} |")
     return "\n".join(lines) + "\n"
 
-
-def patch_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over patches of the cosine between two (..., C) token arrays."""
-    a = a.reshape(-1, a.shape[-1]).astype(np.float64)
-    b = b.reshape(-1, b.shape[-1]).astype(np.float64)
-    return float((np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)).mean())
