@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -15,10 +16,11 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from ros_helpers import send, spin_until  # noqa: E402
 from spatialq_ros.cli import main  # noqa: E402
 from spatialq_ros.errors import SpatialqError  # noqa: E402
 from spatialq_ros.perception.place.database import PlaceDatabase  # noqa: E402
-from spatialq_ros.ros.bringup import create_profile_nodes  # noqa: E402
+from spatialq_ros.ros.bringup import close_nodes, create_profile_nodes  # noqa: E402
 from spatialq_ros.ros.calibration_node import CalibrationNode  # noqa: E402
 from spatialq_ros.ros.perception_node import PerceptionNode  # noqa: E402
 from spatialq_ros.ros.replay import read_bag_input  # noqa: E402
@@ -42,13 +44,6 @@ def context():
     rclpy.init(context=context)
     yield context
     rclpy.try_shutdown(context=context)
-
-
-def spin_until(executor, condition, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and not condition():
-        executor.spin_once(timeout_sec=0.05)
-    assert condition(), "timed out"
 
 
 def test_without_autostart_the_node_waits_and_a_bad_map_fails_configure_not_the_process(context, tmp_path):
@@ -104,26 +99,31 @@ def _feed(executor, peer, bag, builder, frames):
         if kind == "pose":
             pose_pub.publish(raw)
         elif kind == "camera":
-            before = builder.stats.received
-            while builder.stats.received == before:  # best-effort: resend until delivered
-                image_pub.publish(raw)
-                end = time.monotonic() + 0.5
-                while time.monotonic() < end and builder.stats.received == before:
-                    executor.spin_once(timeout_sec=0.05)
+            send(executor, image_pub, builder, raw)
     spin_until(executor, lambda: builder.stats.finished >= frames)  # frames that waited for their pose
 
 
-def test_map_builder_builds_saves_on_trigger_and_shutdown_and_extends(context, bag, tmp_path):
-    map_file = tmp_path / "map.npz"
-    overrides = {"*": {"size": SIZE}, "map_builder_node": { "map": str(map_file), "min_distance": 0.0, "clusters": 4,
-                                      "pca_dims": 4}}
+@contextmanager
+def builder_graph(context, overrides, peer_name):
+    """The drone profile with its map builder, a peer node, and one executor; shut down (saving) on exit."""
     nodes = create_profile_nodes("drone", context, enable={"build_map"}, overrides=overrides)
-    perception, builder = nodes
-    peer = rclpy.create_node("peer", context=context)
+    peer = rclpy.create_node(peer_name, context=context)
     executor = SingleThreadedExecutor(context=context)
     for n in (*nodes, peer):
         executor.add_node(n)
     try:
+        yield nodes, peer, executor
+    finally:
+        executor.shutdown()
+        close_nodes(nodes)  # shutdown: the builder saves what it added since its last save
+        peer.destroy_node()
+
+
+def test_map_builder_builds_saves_on_trigger_and_shutdown_and_extends(context, bag, tmp_path):
+    map_file = tmp_path / "map.npz"
+    overrides = {"*": {"size": SIZE}, "map_builder_node": {"map": str(map_file), "min_distance": 0.0, "clusters": 4,
+                                                           "pca_dims": 4}}
+    with builder_graph(context, overrides, "peer") as ((perception, builder), peer, executor):
         _feed(executor, peer, bag, builder, 6)
         assert builder.builder.places == 6 and builder.stats.bad == {}
         client = peer.create_client(Trigger, "/drone/map_builder_node/save")
@@ -139,28 +139,12 @@ def test_map_builder_builds_saves_on_trigger_and_shutdown_and_extends(context, b
         assert not future.result().success and "not saved" in future.result().message
         assert len(PlaceDatabase.load(map_file)) == 6  # the last good map is intact
         builder.params["map"] = str(map_file)
-    finally:
-        executor.shutdown()
-        from spatialq_ros.ros.bringup import close_nodes
-
-        close_nodes(nodes)  # shutdown: nothing new since the last save, so the file is untouched
-        peer.destroy_node()
-    assert len(PlaceDatabase.load(map_file)) == 6
+    assert len(PlaceDatabase.load(map_file)) == 6  # nothing new since the last save: the file is untouched
 
     extend = {**overrides, "map_builder_node": {**overrides["map_builder_node"], "extend": True}}
-    nodes = create_profile_nodes("drone", context, enable={"build_map"}, overrides=extend)
-    builder = nodes[1]
-    peer = rclpy.create_node("peer2", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    for n in (*nodes, peer):
-        executor.add_node(n)
-    try:
+    with builder_graph(context, extend, "peer2") as ((_, builder), peer, executor):
         _feed(executor, peer, bag, builder, 3)
-    finally:
-        executor.shutdown()
-        close_nodes(nodes)  # shutdown saves the 3 new places
-        peer.destroy_node()
-    grown = PlaceDatabase.load(map_file)
+    grown = PlaceDatabase.load(map_file)  # shutdown saved the 3 new places
     assert len(grown) == 9 and np.array_equal(grown.vocabulary, saved.vocabulary)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 
+from ros_helpers import send, spin_until  # noqa: E402
 from spatialq_ros.cli import main  # noqa: E402
 from spatialq_ros.point_cloud import cloud_rows as cloud_table  # noqa: E402
 from spatialq_ros.ros.messages import byte_array  # noqa: E402
@@ -63,13 +63,6 @@ def graph(assets):
     rclpy.shutdown(context=context)
 
 
-def spin_until(executor, condition, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and not condition():
-        executor.spin_once(timeout_sec=0.05)
-    assert condition(), "timed out"
-
-
 def image(rgb: np.ndarray, encoding: str, sec: int) -> Image:
     msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, is_bigendian=0)
     msg.header.stamp.sec = sec
@@ -79,15 +72,6 @@ def image(rgb: np.ndarray, encoding: str, sec: int) -> Image:
     msg.step = rgb.shape[1] * (1 if pixels.ndim == 2 else 3)
     msg.data = byte_array(np.ascontiguousarray(pixels))
     return msg
-
-
-def send(executor, publisher, node, msg):
-    before = node.stats.received
-    while node.stats.received == before:  # best-effort, depth 1: resend until the node has it
-        publisher.publish(msg)
-        end = time.monotonic() + 0.5
-        while time.monotonic() < end and node.stats.received == before:
-            executor.spin_once(timeout_sec=0.05)
 
 
 def test_every_output_copies_the_input_header(graph, assets):

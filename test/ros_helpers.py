@@ -1,0 +1,22 @@
+"""Driving nodes over real DDS from a test: spin until something happens, and deliver a best-effort frame."""
+
+from __future__ import annotations
+
+import time
+
+
+def spin_until(executor, condition, timeout=60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not condition():
+        executor.spin_once(timeout_sec=0.05)
+    assert condition(), "timed out"
+
+
+def send(executor, publisher, node, msg):
+    """Publish until `node` has received it: best effort, depth 1, so a frame can be lost on the way."""
+    before = node.stats.received
+    while node.stats.received == before:
+        publisher.publish(msg)
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end and node.stats.received == before:
+            executor.spin_once(timeout_sec=0.05)
