@@ -37,24 +37,18 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    import rclpy
-
-    from rclpy.signals import SignalHandlerOptions
-
-    from ..ros.bringup import create_profile_nodes, spin_nodes, stop_on_signals
+    from ..ros.bringup import create_profile_nodes, serve
 
     overrides = parse_overrides(args.set)
-    with stop_on_signals() as stop:
-        context = rclpy.Context()
-        rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
-        try:
-            nodes = create_profile_nodes(args.profile, context, params_file=args.params_file,
-                                         namespace=args.namespace, image_topic=args.image_topic,
-                                         use_sim_time=args.use_sim_time,
-                                         enable={"build_map"} if args.build_map else set(), overrides=overrides)
-            print(f"spatialq bringup {args.profile}: running " + ", ".join(n.get_fully_qualified_name() for n in nodes)
-                  + f" (ROS_DOMAIN_ID {os.environ.get('ROS_DOMAIN_ID', '0')}); Ctrl-C stops", flush=True)
-            spin_nodes(nodes, context, stop)
-        finally:
-            rclpy.try_shutdown(context=context)
+
+    def make(context) -> list:
+        return create_profile_nodes(args.profile, context, params_file=args.params_file, namespace=args.namespace,
+                                    image_topic=args.image_topic, use_sim_time=args.use_sim_time,
+                                    enable={"build_map"} if args.build_map else set(), overrides=overrides)
+
+    def started(nodes: list) -> None:
+        print(f"spatialq bringup {args.profile}: running " + ", ".join(n.get_fully_qualified_name() for n in nodes)
+              + f" (ROS_DOMAIN_ID {os.environ.get('ROS_DOMAIN_ID', '0')}); Ctrl-C stops", flush=True)
+
+    serve(make, started=started)
     return 0

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+from typing import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -43,7 +44,7 @@ def create_profile_nodes(profile_name: str, context, *, params_file: str | None 
             node = spec.node_class()(context=context, namespace=ns, cli_args=["--ros-args", *remaps],
                                      parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
             nodes.append(node)
-            _require_started(node, params)
+            _require_started(node)
     except Exception:
         for node in nodes:
             node.destroy_node()
@@ -51,10 +52,10 @@ def create_profile_nodes(profile_name: str, context, *, params_file: str | None 
     return nodes
 
 
-def _require_started(node, params: dict) -> None:
+def _require_started(node) -> None:
     """An autostarted node that did not reach `active` is one clear error, not a node left half up."""
-    if params.get("autostart", True) and getattr(node, "state", "active") != "active":
-        reason = getattr(node, "configure_error", "") or f"stuck in state {node.state} (see its log)"
+    if node.get_parameter("autostart").value and node.state != "active":
+        reason = node.configure_error or f"stuck in state {node.state} (see its log)"
         raise SpatialqError(f"{node.get_fully_qualified_name()}: {reason}")
 
 
@@ -97,26 +98,39 @@ def close_nodes(nodes: list) -> None:
         node.destroy_node()
 
 
+def serve(make_nodes: Callable[[rclpy.Context], list], argv: list[str] | None = None,
+          started: Callable[[list], None] | None = None) -> None:
+    """Make the nodes in a fresh context and spin them until SIGINT / SIGTERM, then close them (saving state).
+    A node that cannot start raises SpatialqError, with nothing left running."""
+    with stop_on_signals() as stop:
+        context = rclpy.Context()
+        rclpy.init(args=argv, context=context, signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            nodes = make_nodes(context)
+            if started is not None:
+                started(nodes)
+            spin_nodes(nodes, context, stop)
+        finally:
+            rclpy.try_shutdown(context=context)
+
+
 def run_nodes(node_classes: list, argv: list[str] | None, prog: str) -> int:
     """Entry point of a node executable: construct, autostart, spin; a bad parameter is one line and exit 2."""
-    with stop_on_signals() as stop:
-        return _run_nodes(node_classes, argv, prog, stop)
+    def make(context) -> list:
+        nodes: list = []
+        try:
+            for cls in node_classes:
+                nodes.append(cls(context=context))
+                _require_started(nodes[-1])
+        except Exception:
+            for node in nodes:
+                node.destroy_node()
+            raise
+        return nodes
 
-
-def _run_nodes(node_classes: list, argv: list[str] | None, prog: str, stop: threading.Event) -> int:
-    context = rclpy.Context()
-    rclpy.init(args=argv, context=context, signal_handler_options=SignalHandlerOptions.NO)
-    nodes = []
     try:
-        for cls in node_classes:
-            nodes.append(cls(context=context))
-            _require_started(nodes[-1], {"autostart": nodes[-1].get_parameter("autostart").value})
+        serve(make, argv)
     except SpatialqError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
         return 2
-    spin_nodes(nodes, context, stop)
-    rclpy.try_shutdown(context=context)
     return 0
