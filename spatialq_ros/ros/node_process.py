@@ -59,9 +59,7 @@ def measure_node(artifact: str, size: tuple[int, int], frames: list[np.ndarray],
     try:
         _spin_until(executor, proc, lambda: publisher.get_subscription_count() > 0, timeout, "start")
         for i, rgb in enumerate(frames):
-            msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3)
-            msg.header.stamp.sec, msg.header.frame_id = i, "camera"
-            msg.data = byte_array(rgb)
+            msg = _frame(rgb, i)
             deadline = time.monotonic() + timeout
             while i not in arrivals:  # best effort, depth 1: resend until this frame's output arrives
                 if time.monotonic() > deadline:
@@ -98,11 +96,7 @@ def _overload(executor, proc, publisher, frames, arrivals: dict, latency_ms: flo
     start = time.perf_counter()
     k = 0
     while time.perf_counter() - start < duration:
-        rgb = frames[k % len(frames)]
-        msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3)
-        msg.header.stamp.sec, msg.header.frame_id = first + k, "camera"
-        msg.data = byte_array(rgb)
-        publisher.publish(msg)
+        publisher.publish(_frame(frames[k % len(frames)], first + k))
         k += 1
         _spin_until(executor, proc, lambda: False, period, "overload", quiet=True, seconds=period)
     done = [t for s, t in arrivals.items() if s >= first and t - start <= duration]
@@ -112,6 +106,14 @@ def _overload(executor, proc, publisher, frames, arrivals: dict, latency_ms: flo
     backbone = float(diagnostics.get("stage.backbone_p50_ms", "nan"))
     return {"overload_published": k, "sustained_fps": fps, "backbone_p50_ms": backbone,
             "fps_vs_backbone_limit": fps * backbone / 1000.0}
+
+
+def _frame(rgb: np.ndarray, sec: int) -> Image:
+    """An rgb8 camera frame stamped `sec` s: the stamp names the frame its outputs answer."""
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3)
+    msg.header.stamp.sec, msg.header.frame_id = sec, "camera"
+    msg.data = byte_array(rgb)
+    return msg
 
 
 def _spin_until(executor, proc, condition, timeout: float, what: str, quiet: bool = False,
