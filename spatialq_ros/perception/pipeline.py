@@ -9,6 +9,7 @@ import numpy as np
 
 from ..backbone.preprocess import resize_rgb
 from ..runtime.engine import Engine, Features
+from ..runtime.frame_cache import CachedEngine
 from .keypoints import KeypointConfig, Keypoints, detect
 from .place.recognizer import PlaceMatch, PlaceRecognizer
 
@@ -22,14 +23,18 @@ class PipelineResult:
     field_mask: np.ndarray | None = None  # (H, W) uint8 0/255
     polygons: list | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    reused: bool = False  # the frame cache served the features of an earlier, near-identical frame
 
 
 class Pipeline:
     """Heads are optional: pass None to switch one off."""
 
     def __init__(self, engine: Engine, keypoints: KeypointConfig | None = KeypointConfig(),
-                 place: PlaceRecognizer | None = None, field_head=None, upsample: str = "guided") -> None:
-        self.engine = engine
+                 place: PlaceRecognizer | None = None, field_head=None, upsample: str = "guided",
+                 frame_cache: float = 0.0) -> None:
+        """frame_cache: grey levels below which a frame reuses the last computed features (0: off)."""
+        self.cache = CachedEngine(engine, frame_cache) if frame_cache > 0 else None
+        self.engine = self.cache or engine
         self.keypoint_config = keypoints
         self.place = place
         self.field_head = field_head
@@ -43,7 +48,7 @@ class Pipeline:
         frame = resize_rgb(rgb, self.engine.size)
         features = self.engine.infer(frame)
         timings["backbone"] = _ms(t)
-        result = PipelineResult(frame, features, timings_ms=timings)
+        result = PipelineResult(frame, features, timings_ms=timings, reused=bool(self.cache and self.cache.last_hit))
         if self.keypoint_config is not None:
             t = time.perf_counter()
             result.keypoints = detect(frame, features.patch_tokens, self.keypoint_config)

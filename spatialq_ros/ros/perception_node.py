@@ -117,10 +117,6 @@ class PerceptionNode(AutostartNode):
         engine = make_engine(p["model"] or None, parse_size(p["size"]), backend=p["engine"])
         if not engine.trained:
             self.get_logger().warning("UNTRAINED: no real DINOv2 weights; outputs are not meaningful")
-        if p["frame_cache_threshold"] > 0:
-            from ..runtime.frame_cache import CachedEngine
-
-            engine = CachedEngine(engine, p["frame_cache_threshold"])
         place = None
         if p["map"]:
             from ..perception.place.database import PlaceDatabase
@@ -134,7 +130,8 @@ class PerceptionNode(AutostartNode):
             head = load_head(p["field_head"])
         keypoints = (KeypointConfig(max_keypoints=p["max_keypoints"], threshold=p["keypoint_threshold"])
                      if p["keypoints"] else None)
-        return Pipeline(engine, keypoints=keypoints, place=place, field_head=head)
+        return Pipeline(engine, keypoints=keypoints, place=place, field_head=head,
+                        frame_cache=p["frame_cache_threshold"])
 
     def heads(self) -> dict[str, bool]:
         p = self.pipeline
@@ -164,8 +161,7 @@ class PerceptionNode(AutostartNode):
         except SpatialqError as exc:
             self._reject("processing", str(exc))
             return
-        cached = getattr(self.pipeline.engine, "last_hit", False)
-        self.stats.frame_processed(_age_ms(self, header), result.timings_ms, cached)
+        self.stats.frame_processed(_age_ms(self, header), result.timings_ms, result.reused)
 
     def _reject(self, reason: str, detail: str) -> None:
         self.stats.frame_bad(reason)
@@ -217,8 +213,6 @@ class PerceptionNode(AutostartNode):
         extra = {"state": self.state, **{f"head.{k}": "on" if v else "off" for k, v in self.heads().items()}}
         if self.configure_error:
             extra["configure_error"] = self.configure_error
-        if self.pipeline is not None and hasattr(self.pipeline.engine, "hits"):
-            extra["frame_cache_hits"] = str(self.pipeline.engine.hits)
         extra["camera_info"] = "received" if self.camera_info is not None else "none"
         self.diagnostics_pub.publish(self.stats.to_message(self.get_clock().now().to_msg(),
                                                            self.get_fully_qualified_name(), "spatialq_ros", extra))
