@@ -42,6 +42,7 @@ def test_calibrate_writes_a_complete_artifact(bag, tmp_path, capsys):
     (["--size", "50x56"], "multiples of 14"),
     (["--frames", "20"], "12 frames, fewer than the 36 asked"),
     (["--topic", "/nope"], "not an image topic"),
+    (["--massive-factor", "1"], "massive factor 1: use 0"),
 ])
 def test_bad_inputs(bag, tmp_path, capsys, args, message):
     out = tmp_path / "art"

@@ -72,6 +72,31 @@ def test_gplq_beats_minmax_on_the_outlier_model(frames):
     assert scores["gplq"] > scores["gplq nearest"] > scores["minmax"], scores  # error feedback helps too
 
 
+def test_massive_activation_channels_stay_float(frames):
+    """The outlier model's high-norm unit (thousands, at ~2 % of tokens) survives only as a float channel:
+    one INT8 scale either clips it, erasing those tokens, or spends all its codes on it."""
+    torch.set_num_threads(2)
+    rgbs, images = frames
+    model = outlier_model(depth=4)  # the high-norm unit sits in block 1's fc2 input
+    cal, held = images[:16], images[32:36]
+    with torch.no_grad():
+        tokens = model.prepare_tokens(held)
+        for block in model.blocks[:2]:
+            tokens, _ = block(tokens)
+        norms = tokens.norm(dim=-1)[:, 1:]
+        high = norms > 10 * norms.median()
+        ref = model.extract(held).patch_tokens.reshape(len(held), -1, 384)
+    assert 0 < high.float().mean() < 0.1
+    kept = {}
+    for factor in (16.0, 0.0):
+        q, log = calibrate(model, cal, rgbs[:16], CalibrationConfig(massive_factor=factor), progress=False)
+        with torch.no_grad():
+            out = q.extract(held).patch_tokens.reshape(len(held), -1, 384)
+        kept[factor] = (log.float_channels, float(torch.cosine_similarity(out, ref, dim=-1)[high].mean()))
+    assert kept[16.0][0] == {"blocks.1.mlp.fc2": [0]} and kept[0.0][0] == {}
+    assert kept[16.0][1] > 0.95 > 0.5 > kept[0.0][1], kept
+
+
 @pytest.mark.parametrize("depth, tolerance", [(1, 1e-3), (3, 2e-2)])
 def test_artifact_onnx_matches_torch(frames, tmp_path, depth, tolerance):
     """One block agrees to 1e-4 (the graph computes what the fake-quant model computes); with depth,
@@ -83,6 +108,7 @@ def test_artifact_onnx_matches_torch(frames, tmp_path, depth, tolerance):
     q, _ = calibrate(model, images[:16], rgbs[:16], CalibrationConfig(qwt=True), progress=False)
     quant = write_artifact(tmp_path, q, model, {"method": "gplq", "arch": "vits14-d", "trained": False}, SIZE, -1)
     assert quant["format"] == "spatialq-w4a8" and len(quant["act_scales"]) == 1 + 4 * depth and quant["qwt"]
+    assert quant["float_channels"] == {"blocks.0.mlp.fc2": [0]}  # the graphs carry the float side path
     assert json.loads((tmp_path / "quant.json").read_text())["fingerprint"] == quant["fingerprint"]
     x = images[20:21]
     with torch.no_grad():

@@ -20,6 +20,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="stage 2 rounding of the 4-bit weights: with error feedback (GPTQ-style, default) "
                              "or to nearest")
     parser.add_argument("--alpha", type=float, default=0.5, help="post-LayerNorm folding strength (1 = RepQ)")
+    parser.add_argument("--massive-factor", type=float, default=16.0,
+                        help="gplq: input channels whose calibration max exceeds this x their layer's INT8 clipping "
+                             "level (massive activations) bypass the quantizers in float; 0 quantizes every channel "
+                             "(default 16)")
     parser.add_argument("--facet-layer", type=int, default=-1, help="block whose value facet the graph outputs")
     parser.add_argument("--out", required=True, help="artifact folder")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -33,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         raise SpatialqError("--frames must be >= 1 and --holdout >= 0")
     job = CalibrationJob(model=args.model, size=args.size, frames=args.frames, holdout=args.holdout,
                          method=args.method, qwt=args.qwt, rounding=args.rounding, alpha=args.alpha,
-                         facet_layer=args.facet_layer, out=args.out, force=args.force, source=args.bag or args.images, topic=args.topic)
+                         massive_factor=args.massive_factor, facet_layer=args.facet_layer, out=args.out,
+                         force=args.force, source=args.bag or args.images, topic=args.topic)
     job.check_output()
     report = run_calibration(job, read_calibration_frames(args.bag, args.images, args.topic, job))
     for name, f in report.get("fidelity", {}).items():

@@ -1,7 +1,8 @@
 """The W4A8 artifact folder: quant.json, packed weights, and the ONNX deployables.
 
 Layout (see README): quant.json (method, bits, every scale, source and calibration fingerprints,
-versions), weights.safetensors (folded float tensors + 4-bit codes as int8 + per-channel scales),
+versions), weights.safetensors (folded float tensors + 4-bit codes as int8 + per-channel scales + the float
+weight columns of massive-activation input channels),
 model.onnx (INT8 QDQ, 4-bit-valued weights: TensorRT's input), model_int4.onnx (weights stored as
 INT4), fp32.onnx (the unquantized source, same inputs and outputs).
 """
@@ -70,8 +71,13 @@ def linear_weights(model: DinoVisionTransformer) -> dict[str, LinearWeights]:
         bias = inner.bias.detach().numpy().astype(np.float32)
         if isinstance(module, QuantLinear) and module.weight_scale.numel():
             scale = module.weight_scale
+            weight = module.quantizable_weight().detach().reshape(weight.shape)
+            float_part = {}
+            if module.float_weight is not None:
+                float_part = {"float_channels": module.float_channels.numpy().astype(np.int64),
+                              "float_weight": module.float_weight.detach().numpy().astype(np.float32)}
             out[name] = LinearWeights(None, bias, codes(weight, scale[:, None], INT4).numpy(),
-                                      scale.numpy().astype(np.float32), float(module.act_scale.abs()))
+                                      scale.numpy().astype(np.float32), float(module.act_scale.abs()), **float_part)
         else:
             out[name] = LinearWeights(weight.numpy().astype(np.float32), bias)
     return out
@@ -101,6 +107,9 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
         packed[f"{name}.qweight"] = pack_int4(lw.codes)  # (out * in + 1) // 2 bytes, row-major
         packed[f"{name}.wscale"] = lw.weight_scale
         packed[f"{name}.bias"] = lw.bias
+        if lw.float_channels is not None:
+            packed[f"{name}.float_channels"] = lw.float_channels
+            packed[f"{name}.float_weight"] = lw.float_weight
         act_scales[name] = lw.act_scale
     save_file(packed, str(folder / "weights.safetensors"))
     for kind, file in ONNX_FILES.items():
@@ -114,6 +123,7 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
         "qwt": any(isinstance(b, CompensatedBlock) for b in qmodel.blocks),
         "act_scales": act_scales,
         "weight_scales": {n: lw.weight_scale.tolist() for n, lw in linears.items()},
+        "float_channels": {n: lw.float_channels.tolist() for n, lw in linears.items() if lw.float_channels is not None},
         "versions": {"spatialq_ros": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                      "python": platform.python_version()},
     }

@@ -29,6 +29,8 @@ class InputHessian:
         x = inputs[0].detach()
         if module.quantize_input:
             x = fake_quant(x, module.act_scale.abs().clamp_min(1e-8), INT8)
+        if module.float_channels.numel():  # their columns stay zero: no error may be pushed onto them
+            x = x.index_fill(-1, module.float_channels, 0.0)
         inner = module.inner
         if isinstance(inner, torch.nn.Conv2d):  # patch embedding: one row per patch
             x = F.unfold(x, inner.kernel_size, stride=inner.stride).transpose(1, 2)

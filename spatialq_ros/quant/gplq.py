@@ -1,6 +1,7 @@
 """GPLQ calibration ("activations first, weights later") and the plain min-max baseline, one code path.
 
-gplq:   fold post-LayerNorm ranges -> A8 scales from percentiles -> stage 1: one pass of LSQ activation
+gplq:   fold post-LayerNorm ranges -> A8 scales from percentiles, massive-activation input channels
+        kept float -> stage 1: one pass of LSQ activation
         QAT (weights FP32, optionally trained at a tiny LR) on a spatially weighted PCA feature-mimicking
         loss -> stage 2: per-channel W4 (MSE scales) -> optional QwT block compensation.
 minmax: A8 scales from the absolute max, W4 from each row's max; no folding, no training.
@@ -44,12 +45,15 @@ class CalibrationConfig:
     qwt: bool = False
     qwt_frames: int = 64
     error_feedback: bool = True  # stage 2 rounds the 4-bit weights GPTQ-style (False: to nearest)
+    massive_factor: float = 16.0  # input channels above this x the clipping level stay float (0: none)
+    max_float_channels: int = 8  # per layer
 
 
 @dataclass
 class CalibrationLog:
     losses: list[float]
     act_scales: dict[str, float]
+    float_channels: dict[str, list[int]]
 
 
 def calibrate(
@@ -80,6 +84,10 @@ def calibrate(
         for name, layer in layers.items():
             top = stats[name].percentile(config.act_percentile) if config.method == "gplq" else stats[name].tensor_max
             layer.act_scale.fill_(max(top, 1e-6) / INT8[1])
+            if config.method == "gplq" and config.massive_factor > 0 and isinstance(layer.inner, torch.nn.Linear):
+                channels = stats[name].massive_channels(top, config.massive_factor, config.max_float_channels)
+                if len(channels):
+                    layer.keep_float(channels)
 
     losses: list[float] = []
     if config.method == "gplq":
@@ -87,7 +95,8 @@ def calibrate(
     hessians = _input_hessians(student, layers, batches) if config.method == "gplq" and config.error_feedback else {}
     with torch.no_grad():
         for layer in layers.values():
-            layer.set_weight_scale(weight_scales(layer.weight, "mse" if config.method == "gplq" else "minmax"))
+            layer.set_weight_scale(weight_scales(layer.quantizable_weight(),
+                                                 "mse" if config.method == "gplq" else "minmax"))
     if hessians:
         step("stage 2: error-feedback rounding", 0, 1)
         quantize_with_feedback(layers, hessians)
@@ -96,7 +105,9 @@ def calibrate(
     student.eval()
     for p in student.parameters():
         p.requires_grad_(False)
-    return student, CalibrationLog(losses, {n: float(layer.act_scale.abs()) for n, layer in layers.items()})
+    return student, CalibrationLog(losses, {n: float(layer.act_scale.abs()) for n, layer in layers.items()},
+                                   {n: layer.float_channels.tolist() for n, layer in layers.items()
+                                    if layer.float_channels.numel()})
 
 
 def _pca_basis(features: torch.Tensor, variance: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,6 +41,8 @@ class LinearWeights:
     codes: np.ndarray | None = None  # int8 (out, in), values in [-8, 7]
     weight_scale: np.ndarray | None = None  # (out,)
     act_scale: float | None = None
+    float_channels: np.ndarray | None = None  # int64 input channels that bypass the quantizers
+    float_weight: np.ndarray | None = None  # (out, len(float_channels)) their float weight columns
 
     @property
     def in_features(self) -> int:
@@ -79,11 +81,21 @@ class _Builder:
 
     def linear(self, x: str, lw: LinearWeights, hint: str) -> str:
         """y = x W^T + b on (1, T, in). Computed on 2-D (T, in) so ORT fuses QDQ + MatMul + Add into
-        one quantized Gemm without the 3-D reshape rewrite that breaks on int8 QDQ."""
+        one quantized Gemm without the 3-D reshape rewrite that breaks on int8 QDQ. Float input channels
+        (massive activations) add a small float MatMul of their own."""
         out_dim = lw.bias.shape[0]
         x = self.op("Reshape", [x, self.ints([-1, lw.in_features])], f"{hint}.flat")
-        if self.kind == "cpu":
-            return self.op("Reshape", [self.integer_linear(x, lw, hint), self.ints([1, -1, out_dim])], f"{hint}.out")
+        y = self.integer_linear(x, lw, hint) if self.kind == "cpu" else self.qdq_linear(x, lw, hint)
+        if lw.float_channels is not None:
+            picked = self.op("Gather", [x, self.const(lw.float_channels, f"{hint}.float_idx")], f"{hint}.float_in",
+                             axis=1)
+            side = self.op("MatMul", [picked, self.const(lw.float_weight.T.astype(np.float32), f"{hint}.float_w")],
+                           f"{hint}.float_mm")
+            y = self.op("Add", [y, side], f"{hint}.with_float")
+        return self.op("Reshape", [y, self.ints([1, -1, out_dim])], f"{hint}.out")
+
+    def qdq_linear(self, x: str, lw: LinearWeights, hint: str) -> str:
+        """(T, in) -> (T, out): float MatMul (fp32) or the QDQ pattern TensorRT builds INT8 kernels from."""
         if self.kind == "fp32":
             w = self.const(lw.weight.T.astype(np.float32), f"{hint}.w")
         else:
@@ -101,9 +113,7 @@ class _Builder:
             w_scale = self.const(lw.weight_scale.astype(np.float32), f"{hint}.w_scale")
             w = self.op("DequantizeLinear", [w_codes, w_scale, w_zero], f"{hint}.w", axis=1)
         y = self.op("MatMul", [x, w], f"{hint}.mm")
-        y = self.op("Add", [y, self.const(lw.bias.astype(np.float32), f"{hint}.b")], f"{hint}.biased")
-        return self.op("Reshape", [y, self.ints([1, -1, out_dim])], f"{hint}.out")
-
+        return self.op("Add", [y, self.const(lw.bias.astype(np.float32), f"{hint}.b")], f"{hint}.biased")
 
     def integer_linear(self, x: str, lw: LinearWeights, hint: str) -> str:
         """Same numbers as the QDQ linear, spelled with ONNX Runtime's integer CPU kernels: x -> uint8 codes

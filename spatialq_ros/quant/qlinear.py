@@ -2,6 +2,12 @@
 
 Stage 1 of GPLQ trains the input scale with float weights; stage 2 freezes it and quantizes the
 weights per output channel. Biases stay float, as in the deployed QDQ graph.
+
+A few input channels may stay float (LLM.int8()-style decomposition): the "massive activations" of
+trained ViTs reach thousands in one or two hidden units of a late MLP, only at the high-norm tokens.
+One per-tensor INT8 scale cannot hold them and the rest (clipping them erases those tokens; covering
+them leaves the other channels a handful of codes), so their weight columns move to a float side path
+and are zero in the quantized weight: their clipped codes then contribute nothing.
 """
 
 from __future__ import annotations
@@ -19,26 +25,51 @@ class QuantLinear(nn.Module):
         self.inner = linear
         self.act_scale = nn.Parameter(torch.tensor(1.0))
         self.register_buffer("weight_scale", torch.empty(0))
+        self.register_buffer("float_channels", torch.empty(0, dtype=torch.long))
+        self.register_buffer("quantized_columns", torch.empty(0))
+        self.float_weight: nn.Parameter | None = None
         self.quantize_input = True
 
     @property
     def weight(self) -> torch.Tensor:
         return self.inner.weight
 
+    def keep_float(self, channels: torch.Tensor) -> None:
+        """Route these input channels around the quantizers (float weight columns, float input)."""
+        if isinstance(self.inner, nn.Conv2d):
+            raise ValueError("float input channels are for Linear layers")
+        weight = self.inner.weight
+        self.float_channels = channels.to(torch.long).clone()
+        self.float_weight = nn.Parameter(weight[:, self.float_channels].detach().clone())
+        mask = torch.ones(weight.shape[1])
+        mask[self.float_channels] = 0.0
+        self.quantized_columns = mask
+        with torch.no_grad():
+            weight[:, self.float_channels] = 0.0
+
+    def quantizable_weight(self) -> torch.Tensor:
+        """The float weight the 4-bit grid applies to: float-channel columns held at zero."""
+        w = self.inner.weight
+        return w * self.quantized_columns if self.quantized_columns.numel() else w
+
     def set_weight_scale(self, scale: torch.Tensor | None) -> None:
         self.weight_scale = torch.empty(0) if scale is None else scale.detach().clone()
 
     def quantized_weight(self) -> torch.Tensor:
-        w = self.inner.weight
+        w = self.quantizable_weight()
         if self.weight_scale.numel() == 0:
             return w
         shape = (-1,) + (1,) * (w.ndim - 1)
         return fake_quant(w, self.weight_scale.reshape(shape), INT4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raw = x
         if self.quantize_input:
             x = fake_quant(x, self.act_scale.abs().clamp_min(1e-8), INT8, lsq=self.training)
         w = self.quantized_weight()
         if isinstance(self.inner, nn.Conv2d):
             return F.conv2d(x, w, self.inner.bias, stride=self.inner.stride)
-        return F.linear(x, w, self.inner.bias)
+        y = F.linear(x, w, self.inner.bias)
+        if self.float_weight is not None:
+            y = y + F.linear(raw.index_select(-1, self.float_channels), self.float_weight)
+        return y

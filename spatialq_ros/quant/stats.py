@@ -29,6 +29,13 @@ class InputStats:
     def percentile(self, q: float) -> float:
         return float(torch.quantile(torch.cat(self.samples), q / 100.0))
 
+    def massive_channels(self, top: float, factor: float, limit: int) -> torch.Tensor:
+        """Input channels whose max |x| exceeds `factor` x the tensor's clipping level `top`, largest
+        first, at most `limit` of them (massive activations: one or two units, thousands of times
+        the rest, so a factor of 16 separates them cleanly)."""
+        order = torch.argsort(self.channel_max, descending=True)[:limit]
+        return order[self.channel_max[order] > factor * top]
+
 
 @torch.no_grad()
 def collect_input_stats(model: nn.Module, names: list[str], batches: list[torch.Tensor]) -> dict[str, InputStats]:

@@ -31,6 +31,8 @@ PARAMETERS = (
     Spec("qwt", False, "add QwT block compensation (stage 2)"),
     Spec("rounding", "feedback", "stage 2 rounding of the 4-bit weights: feedback (GPTQ-style) or nearest",
          choices=("feedback", "nearest")),
+    Spec("massive_factor", 16.0, "gplq: input channels above this x their INT8 clipping level stay float (0: none)",
+         (0.0, 1e6)),
     Spec("out", "artifact", "artifact folder to write"),
     Spec("force", False, "replace an existing artifact folder"),
     Spec("bag", "", "read frames from this rosbag2 instead of the topic", path="model"),
@@ -60,7 +62,8 @@ class CalibrationNode(AutostartNode):
         from ..quant.job import CalibrationJob
 
         self.job = CalibrationJob(model=p["model"] or None, size=p["size"], frames=p["frames"], holdout=p["holdout"],
-                                  method=p["method"], qwt=p["qwt"], rounding=p["rounding"], out=p["out"],
+                                  method=p["method"], qwt=p["qwt"], rounding=p["rounding"],
+                                  massive_factor=p["massive_factor"], out=p["out"],
                                   force=p["force"], source=p["bag"] or self.resolve_topic_name("image"),
                                   topic=p["bag_topic"] or None)
         self.job.check_output()
