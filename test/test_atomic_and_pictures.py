@@ -11,8 +11,9 @@ import pytest
 from spatialq_ros.atomic import atomic_dir, save_npz_atomic, write_atomic
 from spatialq_ros.errors import SpatialqError
 from spatialq_ros.imageio import read_rgb
-from spatialq_ros.viz.feature_pca import pca_basis, pca_rgb
-from spatialq_ros.viz.pictures import side_by_side, stamp_untrained
+from spatialq_ros.metrics.erqa import erqa
+from spatialq_ros.viz.feature_pca import PcaProjection, pca_basis, pca_rgb
+from spatialq_ros.viz.pictures import side_by_side, stamp_untrained, upscale_nearest
 
 
 def test_write_atomic_replaces_whole_file_and_leaves_no_temp(tmp_path):
@@ -105,6 +106,66 @@ def test_pca_picture_separates_two_token_populations():
     assert abs(left - right) > 150
     basis = pca_basis(tokens)
     assert np.allclose(basis @ basis.T, np.eye(3), atol=1e-8)
+
+
+def _field_tokens() -> np.ndarray:
+    """Three real components, strong to weak: left/right (channel 0), top/bottom (channel 1), and four faint
+    blobs, one per quadrant (channel 2, the low-variance one), over very little noise."""
+    tokens = np.random.default_rng(0).normal(size=(16, 16, 32)) * 0.001
+    tokens[:, :8, 0] += 5.0
+    tokens[:8, :, 1] += 2.0
+    tokens[2:6, 2:6, 2] += 0.5
+    tokens[10:14, 10:14, 2] += 0.5
+    tokens[2:6, 10:14, 2] -= 0.5
+    tokens[10:14, 2:6, 2] -= 0.5
+    return tokens.astype(np.float32)
+
+
+def test_single_picture_projection_renders_as_a_self_fitted_picture():
+    tokens = _field_tokens()
+    flat = tokens.reshape(-1, 32).astype(np.float64)
+    components = (flat - flat.mean(axis=0)) @ pca_basis(tokens).T
+    lo, hi = np.percentile(components, 1, axis=0), np.percentile(components, 99, axis=0)
+    expected = (np.clip((components - lo) / (hi - lo), 0, 1) * 255).round().astype(np.uint8).reshape(16, 16, 3)
+    assert np.array_equal(pca_rgb(tokens), expected)
+    assert np.array_equal(pca_rgb(tokens, PcaProjection.fit(tokens)), expected)
+
+
+def test_shared_projection_renders_slightly_noisy_tokens_nearly_alike():
+    tokens = _field_tokens()
+    noisy = tokens + np.random.default_rng(1).normal(size=tokens.shape).astype(np.float32) * 0.005
+    projection = PcaProjection.fit(tokens)
+    difference = np.abs(pca_rgb(noisy, projection).astype(int) - pca_rgb(tokens, projection).astype(int))
+    assert difference.max() <= 8 and difference.mean() < 2
+
+
+def test_shared_projection_does_not_stretch_a_flattened_component_to_full_range():
+    # The quantized tokens keep a third of the faint blobs (as clipped activations flatten them) plus noise.
+    # Their own projection stretches that component to 0..255 again, noise included: spurious edges that
+    # ERQA counts against the model. The reference's projection keeps it as faint as it is.
+    tokens = _field_tokens()
+    quantized = tokens.copy()
+    quantized[..., 2] = tokens[..., 2] * 0.3 + np.random.default_rng(1).normal(size=(16, 16)) * 0.02
+    projection = PcaProjection.fit(tokens)
+    reference, shared, own = pca_rgb(tokens, projection), pca_rgb(quantized, projection), pca_rgb(quantized)
+    assert np.ptp(own[..., 2]) == 255
+    assert np.ptp(shared[..., 2]) < 128
+    assert np.abs(shared[..., :2].astype(int) - reference[..., :2]).max() <= 2
+    size = (112, 112)
+    score_shared = erqa(upscale_nearest(shared, size), upscale_nearest(reference, size))
+    score_own = erqa(upscale_nearest(own, size), upscale_nearest(reference, size))
+    assert score_shared > 0.95 and score_shared > score_own + 0.1
+
+
+def test_projection_fitted_on_several_frames_keeps_their_contrast_comparable():
+    # A second frame with half the feature contrast: on its own it would span the full range like the
+    # first; under one projection fitted on both, it spans about half.
+    first = _field_tokens()
+    second = first * 0.5
+    projection = PcaProjection.fit(np.stack([first, second]))
+    assert projection.mean.shape == (32,) and projection.basis.shape == (3, 32) and projection.lo.shape == (3,)
+    assert np.ptp(pca_rgb(second)[..., 0]) == 255
+    assert np.ptp(pca_rgb(second, projection)[..., 0]) < 0.75 * np.ptp(pca_rgb(first, projection)[..., 0])
 
 
 def test_untrained_stamp_marks_picture_red():

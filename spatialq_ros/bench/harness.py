@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..metrics.erqa import erqa
-from ..viz.feature_pca import pca_basis, pca_rgb
+from ..viz.feature_pca import PcaProjection, pca_rgb
 from ..viz.pictures import upscale_nearest
 from . import baselines
 from .gemm_peak import vit_gmacs
@@ -90,8 +90,10 @@ def measure(engines: dict, images: list[np.ndarray], size: tuple[int, int], conf
             outputs[name].append(out)
     reference = outputs["torch-fp32"]
     grid = (size[1] // 14, size[0] // 14)
-    basis = pca_basis(np.stack(reference))
-    ref_pictures = [upscale_nearest(pca_rgb(r.reshape(*grid, -1), basis), size) for r in reference]
+    # ERQA compares feature pictures: every engine's are rendered with the reference's projection, so the
+    # score measures the tokens, not a per-picture colour stretch.
+    projection = PcaProjection.fit(np.stack(reference))
+    ref_pictures = [upscale_nearest(pca_rgb(r.reshape(*grid, -1), projection), size) for r in reference]
     tokens = grid[0] * grid[1] + 1 + config.num_register_tokens
     gmacs = vit_gmacs(config.depth, config.embed_dim, tokens, config.mlp_ratio)
     rows = []
@@ -99,7 +101,7 @@ def measure(engines: dict, images: list[np.ndarray], size: tuple[int, int], conf
         t = np.array(times[name]) * 1000
         out = outputs[name]
         cosine = float(np.mean([patch_cosine(o, r) for o, r in zip(out, reference)]))
-        score = float(np.mean([erqa(upscale_nearest(pca_rgb(o.reshape(*grid, -1), basis), size), p)
+        score = float(np.mean([erqa(upscale_nearest(pca_rgb(o.reshape(*grid, -1), projection), size), p)
                                for o, p in zip(out, ref_pictures)]))
         path = engines[name][1]
         fps = 1000.0 / float(np.median(t))

@@ -146,19 +146,20 @@ def read_calibration_frames(bag: str | None, images: str | None, topic: str | No
 
 
 def write_pca_comparison(path, fp32, models: dict, image, rgb) -> None:
-    """One held-out frame: RGB | FP32 features | each quantized model's features (one PCA basis)."""
+    """One held-out frame: RGB | FP32 features | each quantized model's features, all rendered with the
+    projection fitted on the FP32 tokens, so a colour difference is a feature difference."""
     import torch
 
-    from ..viz.feature_pca import pca_basis
+    from ..viz.feature_pca import PcaProjection
     from ..viz.pictures import side_by_side, write_png
     from .report import pca_pictures
 
     size = (image.shape[-1], image.shape[-2])
     with torch.no_grad():
         ref = fp32.extract(image).patch_tokens
-        basis = pca_basis(ref.numpy())
-        pictures = [pca_pictures(ref, basis, size)[0]]
-        pictures += [pca_pictures(m.extract(image).patch_tokens, basis, size)[0] for m in models.values()]
+        projection = PcaProjection.fit(ref.numpy())
+        pictures = [pca_pictures(ref, projection, size)[0]]
+        pictures += [pca_pictures(m.extract(image).patch_tokens, projection, size)[0] for m in models.values()]
     write_png(path, side_by_side(rgb, *pictures))
 
 
@@ -186,5 +187,5 @@ def _markdown(report: dict, quant: dict, info, warning: str) -> str:
                   "rounding-level differences)", "",
                   "![per-block cosine](block_cosine.png)", "",
                   "Held-out frame: RGB | FP32 | " + " | ".join(f"{n} W4A8" for n in report["fidelity"]) +
-                  " (feature PCA, one basis)", "", "![pca](pca_holdout.png)"]
+                  " (feature PCA, one projection fitted on FP32)", "", "![pca](pca_holdout.png)"]
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..metrics.corners import corner_preservation
 from ..metrics.erqa import erqa
-from ..viz.feature_pca import pca_basis, pca_rgb
+from ..viz.feature_pca import PcaProjection, pca_rgb
 from ..viz.pictures import upscale_nearest
 
 
@@ -30,22 +30,23 @@ def nn_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(np.mean(agree))
 
 
-def pca_pictures(tokens: torch.Tensor, basis: np.ndarray, size: tuple[int, int]) -> list[np.ndarray]:
-    return [upscale_nearest(pca_rgb(t.numpy(), basis), size) for t in tokens]
+def pca_pictures(tokens: torch.Tensor, projection: PcaProjection, size: tuple[int, int]) -> list[np.ndarray]:
+    return [upscale_nearest(pca_rgb(t.numpy(), projection), size) for t in tokens]
 
 
 @torch.no_grad()
 def fidelity(reference, model, images: torch.Tensor) -> dict:
     """Final patch/CLS cosine, NN agreement, per-block cosine, and ERQA 1.1 + corner preservation on the
-    feature-PCA pictures (one PCA basis, fitted on the FP32 tokens)."""
+    feature-PCA pictures. Both pictures of a frame use one projection, fitted on the FP32 tokens of all frames:
+    with a mapping of its own, a quantized picture's edges would come from its colour stretch."""
     depth = len(reference.blocks)
     blocks = tuple(range(depth))
     ref = reference.extract(images, layers=blocks)
     out = model.extract(images, layers=blocks)
     size = (images.shape[-1], images.shape[-2])
-    basis = pca_basis(ref.patch_tokens.numpy())
-    ref_pics = pca_pictures(ref.patch_tokens, basis, size)
-    out_pics = pca_pictures(out.patch_tokens, basis, size)
+    projection = PcaProjection.fit(ref.patch_tokens.numpy())
+    ref_pics = pca_pictures(ref.patch_tokens, projection, size)
+    out_pics = pca_pictures(out.patch_tokens, projection, size)
     return {
         "patch_cosine": patch_cosine(out.patch_tokens, ref.patch_tokens),
         "cls_cosine": patch_cosine(out.cls_token, ref.cls_token),

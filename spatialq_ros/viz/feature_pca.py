@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
-def pca_rgb(tokens: np.ndarray, basis: np.ndarray | None = None) -> np.ndarray:
-    """(h, w, C) tokens -> (h, w, 3) uint8.
+@dataclass(frozen=True, eq=False)
+class PcaProjection:
+    """Token -> colour mapping: centre, three principal directions, and each component's 1st-99th percentile
+    range, which is stretched to 0..255 (robust to high-norm tokens).
 
-    With `basis` (3, C), several frames share one projection so their colours are comparable.
-    Each component is stretched between its 1st and 99th percentile, robust to high-norm tokens.
+    Pictures that are compared must share one mapping, fitted on the reference tokens: a picture that
+    centred and stretched itself would amplify noise along a flat component into edges and re-colour
+    itself when a few high-norm tokens move, so a metric between pictures would measure the renderer.
     """
+
+    mean: np.ndarray  # (C,)
+    basis: np.ndarray  # (3, C)
+    lo: np.ndarray  # (3,)
+    hi: np.ndarray  # (3,)
+
+    @classmethod
+    def fit(cls, tokens: np.ndarray) -> PcaProjection:
+        """Fitted on a token set (..., C): all reference frames together, so they share one colour scale."""
+        flat = tokens.reshape(-1, tokens.shape[-1]).astype(np.float64)
+        mean = flat.mean(axis=0)
+        basis = pca_basis(flat)
+        components = (flat - mean) @ basis.T
+        return cls(mean, basis, np.percentile(components, 1, axis=0), np.percentile(components, 99, axis=0))
+
+
+def pca_rgb(tokens: np.ndarray, projection: PcaProjection | None = None) -> np.ndarray:
+    """(h, w, C) tokens -> (h, w, 3) uint8, with `projection` or, without one, a projection fitted on `tokens`."""
+    if projection is None:
+        projection = PcaProjection.fit(tokens)
     h, w, c = tokens.shape
-    flat = tokens.reshape(-1, c).astype(np.float64)
-    centred = flat - flat.mean(axis=0)
-    if basis is None:
-        basis = pca_basis(tokens)
-    proj = centred @ basis.T
-    lo = np.percentile(proj, 1, axis=0)
-    hi = np.percentile(proj, 99, axis=0)
-    scaled = (proj - lo) / np.maximum(hi - lo, 1e-12)
+    components = (tokens.reshape(-1, c).astype(np.float64) - projection.mean) @ projection.basis.T
+    scaled = (components - projection.lo) / np.maximum(projection.hi - projection.lo, 1e-12)
     return (np.clip(scaled, 0, 1) * 255).round().astype(np.uint8).reshape(h, w, 3)
 
 
