@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import SpatialqError
     from ..sim.bag import read_frames, read_masks
     from ..sim.simulate import SimConfig, simulate
-    from ..viz.feature_pca import pca_basis, pca_rgb
+    from ..viz.feature_pca import PcaProjection, pca_rgb
     from ..viz.pictures import side_by_side, stamp_untrained, upscale_nearest, write_png
 
     size = parse_size(args.size)
@@ -63,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
             result = model.extract(torch.from_numpy(preprocess(frame.rgb, size)))
             latencies.append(time.perf_counter() - t)
             tokens.append(result.patch_tokens[0].numpy())
-    basis = pca_basis(np.stack(tokens))
+    projection = PcaProjection.fit(np.stack(tokens))  # one colour scale, so the rows compare
     for frame, grid in zip(frames, tokens):
-        pca = upscale_nearest(pca_rgb(grid, basis), size)
+        pca = upscale_nearest(pca_rgb(grid, projection), size)
         rows.append(side_by_side(frame.rgb, pca, masks[frame.stamp_ns]))
     sheet = np.vstack([np.vstack([r, np.full((4, r.shape[1], 3), 255, np.uint8)]) for r in rows])
     write_png(out / "features.png", sheet if info.trained else stamp_untrained(sheet))
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         f"on {len(latencies)} frames\n\n"
         + steps +
         "## Feature pictures\n\nEach row: camera frame | first three PCA components of the final patch tokens "
-        "(one basis for all rows) | ground-truth field mask.\n\n![features](features.png)\n")
+        "(one projection for all rows) | ground-truth field mask.\n\n![features](features.png)\n")
     print(f"wrote {out}/report.md and {out}/features.png" + ("" if info.trained else "  [UNTRAINED]"))
     return 0
 
