@@ -3,10 +3,11 @@
 One builder makes every deployable: `fp32` (float weights), `qdq` (static INT8 activation
 Quantize/DequantizeLinear on every Linear input, weights as int8 initialisers holding 4-bit codes with
 per-channel DequantizeLinear: what TensorRT builds into an INT8 engine), `int4` (the same, weights
-stored as INT4 at opset 21) and `cpu` (the same numbers as MatMulInteger: ONNX Runtime's CPU provider
-does not fuse this QDQ pattern and would dequantize the weights on every call).
+stored as INT4 at opset 21) and `cpu` (the same numbers with ONNX Runtime's com.microsoft kernels:
+MatMulIntegerToFloat, since its CPU provider does not fuse this QDQ pattern and would dequantize the weights
+on every call, and MultiHeadAttention for attention). Only `cpu` leaves standard ONNX: TensorRT parses the rest.
 LayerNormalization and GELU are one op each (GELU as the opset-20 Gelu op: what torch.onnx.export writes and
-TensorRT 10 parses, and half the time of its Erf spelling in ORT); softmax, GELU and residual adds are float.
+TensorRT 10 parses, and half the time of its Erf spelling in ORT); attention, GELU and residual adds are float.
 The input size is fixed at export: the interpolated position embedding is a constant.
 """
 
@@ -165,15 +166,7 @@ def build_graph(spec: GraphSpec, tensors: dict[str, np.ndarray], linears: dict[s
         qkv = b.linear(h, linears[pre + "attn.qkv"], pre + "qkv")
         if i == spec.facet_layer % spec.depth:
             facet = b.op("Slice", [qkv, b.ints([1 + r, 2 * c]), b.ints([t, 3 * c]), b.ints([1, 2])], "value_facet_s")
-        heads_view = b.op("Reshape", [qkv, b.ints([1, t, 3, heads, hd])], pre + "qkv_r")
-        heads_view = b.op("Transpose", [heads_view], pre + "qkv_t", perm=[2, 0, 3, 1, 4])
-        q, k, v = (b.op("Gather", [heads_view, b.const(np.int64(j), "idx")], pre + "qkv_g", axis=0) for j in range(3))
-        q = b.op("Mul", [q, b.const(np.float32(hd**-0.5), "scale")], pre + "q_scaled")
-        logits = b.op("MatMul", [q, b.op("Transpose", [k], pre + "kT", perm=[0, 1, 3, 2])], pre + "logits")
-        attn = b.op("Softmax", [logits], pre + "attn", axis=-1)
-        o = b.op("Transpose", [b.op("MatMul", [attn, v], pre + "attn_v")], pre + "o_t", perm=[0, 2, 1, 3])
-        o = b.op("Reshape", [o, b.ints([1, t, c])], pre + "o")
-        o = b.linear(o, linears[pre + "attn.proj"], pre + "proj")
+        o = b.linear(_attention(b, qkv, t, heads, hd, pre), linears[pre + "attn.proj"], pre + "proj")
         x = b.op("Add", [x, b.op("Mul", [o, b.const(tensors[pre + "ls1.gamma"], "ls1")], pre + "ls1")], pre + "res1")
         h = _layernorm(b, x, tensors, pre + "norm2")
         if spec.ffn == "swiglu":
@@ -206,6 +199,25 @@ def build_graph(spec: GraphSpec, tensors: dict[str, np.ndarray], linears: dict[s
     model = helper.make_model(graph, opset_imports=opsets, producer_name="spatialq_ros")
     onnx.checker.check_model(model)
     return model
+
+
+def _attention(b: _Builder, qkv: str, t: int, heads: int, hd: int, pre: str) -> str:
+    """Softmax attention on the qkv Linear's (1, T, 3C) output, whose columns are (3, heads, head_dim);
+    returns (1, T, C) in (heads, head_dim) order. The cpu graph hands it to ORT's MultiHeadAttention (which
+    scales by 1/sqrt(head_dim) itself): one kernel instead of the head reshapes, two MatMuls and the softmax.
+    The other graphs keep standard ONNX for TensorRT."""
+    c = heads * hd
+    if b.kind == "cpu":
+        q, k, v = b.op("Split", [qkv, b.ints([c, c, c])], pre + "qkv_split", n_out=3, axis=-1)
+        return b.op("MultiHeadAttention", [q, k, v], pre + "mha", domain="com.microsoft", num_heads=heads)
+    heads_view = b.op("Reshape", [qkv, b.ints([1, t, 3, heads, hd])], pre + "qkv_r")
+    heads_view = b.op("Transpose", [heads_view], pre + "qkv_t", perm=[2, 0, 3, 1, 4])
+    q, k, v = (b.op("Gather", [heads_view, b.const(np.int64(j), "idx")], pre + "qkv_g", axis=0) for j in range(3))
+    q = b.op("Mul", [q, b.const(np.float32(hd**-0.5), "scale")], pre + "q_scaled")
+    logits = b.op("MatMul", [q, b.op("Transpose", [k], pre + "kT", perm=[0, 1, 3, 2])], pre + "logits")
+    attn = b.op("Softmax", [logits], pre + "attn", axis=-1)
+    o = b.op("Transpose", [b.op("MatMul", [attn, v], pre + "attn_v")], pre + "o_t", perm=[0, 2, 1, 3])
+    return b.op("Reshape", [o, b.ints([1, t, c])], pre + "o")
 
 
 def _float_linear(b: _Builder, x: str, tensors: dict[str, np.ndarray], name: str) -> str:
