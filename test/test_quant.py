@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -27,8 +29,8 @@ from spatialq_ros.sim.simulate import SimConfig, simulate
 SIZE = (112, 112)
 
 
-def outlier_model(depth: int) -> DinoVisionTransformer:
-    config = ViTConfig(**{**ARCHS["vits14"].__dict__, "depth": depth})
+def outlier_model(depth: int, arch: str = "vits14") -> DinoVisionTransformer:
+    config = ViTConfig(**{**ARCHS[arch].__dict__, "depth": depth})
     model = DinoVisionTransformer(config)
     model.load_state_dict(to_torch_state(synthetic_state_dict(config, seed=0, outliers=True)))
     return model.eval()
@@ -122,6 +124,29 @@ def test_artifact_onnx_matches_torch(frames, tmp_path, depth, tolerance):
     fp = OnnxEngine(tmp_path, "fp32").infer_normalized(x.numpy())
     assert np.abs(fp.patch_tokens - ref_f.patch_tokens[0].numpy()).max() < 1e-4
     assert np.allclose(fp.cls_token, ref_f.cls_token[0].numpy(), atol=1e-4)
+
+
+def test_cpu_graph_attention_is_one_kernel_and_agrees_with_qdq(frames, tmp_path):
+    """Every graph spells GELU as the one Gelu op; only the cpu graph uses ORT's MultiHeadAttention (the others
+    stay standard ONNX for TensorRT), and it computes what the qdq graph computes, register tokens included."""
+    rgbs, images = frames
+    depth = 2
+    model = outlier_model(depth=depth, arch="vits14_reg4")
+    q, _ = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(method="minmax"), progress=False)
+    write_artifact(tmp_path, q, model, {"method": "minmax", "arch": "vits14_reg4-d2", "trained": False}, SIZE, -1)
+    for path in ("fp32.onnx", "model.onnx", "model_int4.onnx", "model_cpu.onnx"):
+        nodes = onnx.load(tmp_path / path).graph.node
+        ops = Counter(n.op_type for n in nodes)
+        assert ops["Gelu"] == depth and "Erf" not in ops, path
+        if path == "model_cpu.onnx":
+            assert ops["MultiHeadAttention"] == depth and "Softmax" not in ops
+        else:
+            assert {n.domain for n in nodes} == {""} and ops["Softmax"] == depth, path
+    x = images[20:21].numpy()
+    cpu, qdq = (OnnxEngine(tmp_path, graph).infer_normalized(x) for graph in ("cpu", "qdq"))
+    for ours, ref in ((cpu.patch_tokens, qdq.patch_tokens), (cpu.value_facet, qdq.value_facet),
+                      (cpu.cls_token, qdq.cls_token)):
+        assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) <= 1e-3
 
 
 def test_int4_graph_of_full_vits_is_a_fifth_of_fp32(tmp_path):
