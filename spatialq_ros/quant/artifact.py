@@ -9,7 +9,9 @@ INT4), fp32.onnx (the unquantized source, same inputs and outputs).
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import itertools
 import json
 import platform
 from pathlib import Path
@@ -32,6 +34,14 @@ from .qwt import CompensatedBlock
 FORMAT = "spatialq-w4a8"
 FORMAT_VERSION = 1
 ONNX_FILES = {"qdq": "model.onnx", "int4": "model_int4.onnx", "cpu": "model_cpu.onnx", "fp32": "fp32.onnx"}
+
+
+def on_cpu(model: DinoVisionTransformer) -> DinoVisionTransformer:
+    """The model itself when all of it is on the CPU, else a CPU copy: artifacts are written from CPU tensors,
+    wherever the model was calibrated."""
+    if all(t.device.type == "cpu" for t in itertools.chain(model.parameters(), model.buffers())):
+        return model
+    return copy.deepcopy(model).cpu()
 
 
 def _block(model: DinoVisionTransformer, i: int):
@@ -90,6 +100,7 @@ def graph_spec(model: DinoVisionTransformer, size: tuple[int, int], facet_layer:
 
 @torch.no_grad()
 def export_onnx(model: DinoVisionTransformer, size: tuple[int, int], facet_layer: int, kind: str) -> onnx.ModelProto:
+    model = on_cpu(model)
     width, height = size
     p = model.config.patch_size
     pos = interpolate_pos_embed(model.pos_embed, height // p, width // p, model.config).numpy()
@@ -98,7 +109,9 @@ def export_onnx(model: DinoVisionTransformer, size: tuple[int, int], facet_layer
 
 def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: DinoVisionTransformer,
                    meta: dict, size: tuple[int, int], facet_layer: int) -> dict:
-    """Write everything into `folder` (an empty temp folder: the caller renames it when all is done)."""
+    """Write everything into `folder` (an empty temp folder: the caller renames it when all is done).
+    The models may be on any device: what is written comes from CPU copies."""
+    qmodel, fp32_model = on_cpu(qmodel), on_cpu(fp32_model)
     tensors = float_tensors(qmodel)
     linears = linear_weights(qmodel)
     packed = dict(tensors)

@@ -54,7 +54,7 @@ def round_with_feedback(weight: torch.Tensor, scale: torch.Tensor, hessian: torc
     w[:, dead] = 0.0
     order = torch.argsort(torch.diag(h), descending=True)  # the busiest inputs first ("act order")
     w, h = w[:, order], h[order][:, order]
-    h += damp * torch.diag(h).mean() * torch.eye(len(h), dtype=h.dtype)
+    h += damp * torch.diag(h).mean() * torch.eye(len(h), dtype=h.dtype, device=h.device)
     inverse = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
     s = scale.double().reshape(-1)
     out = torch.zeros_like(w)

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ..backbone.vit import DinoVisionTransformer
+from .device import exact_float32
 from .fake_quant import INT8
 from .fold import fold_post_layernorm
 from .placement import linear_names, post_layernorm_pairs, wrap
@@ -63,12 +64,21 @@ def calibrate(
     config: CalibrationConfig,
     progress: bool = True,
     on_step: Callable[[str, int, int], None] | None = None,
+    device: torch.device | str | None = None,
 ) -> tuple[DinoVisionTransformer, CalibrationLog]:
-    """FP32 model + preprocessed frames (N, 3, H, W) and their RGB -> fake-quant W4A8 model (a new object)."""
+    """FP32 model + preprocessed frames (N, 3, H, W) and their RGB -> fake-quant W4A8 model (a new object).
+
+    Everything runs on `device` (default: the model's); the returned model lives there too."""
     if config.method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
-    teacher = copy.deepcopy(model).eval()
-    student = copy.deepcopy(model).eval()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    with exact_float32(device):
+        return _calibrate(model, images.to(device), rgbs, config, progress, on_step, device)
+
+
+def _calibrate(model, images, rgbs, config, progress, on_step, device):
+    teacher = copy.deepcopy(model).to(device).eval()
+    student = copy.deepcopy(model).to(device).eval()
     batches = list(images.split(config.batch_size))
     names = linear_names(student)
     step = on_step or (lambda *_: None)
@@ -114,11 +124,20 @@ def _pca_basis(features: torch.Tensor, variance: float) -> tuple[torch.Tensor, t
     """Mean and the top components of teacher features covering `variance`, a multiple of 32 wide."""
     flat = features.reshape(-1, features.shape[-1]).double()
     mean = flat.mean(dim=0)
-    _, s, vt = torch.linalg.svd(flat - mean, full_matrices=False)
+    s, vt = _singular(flat - mean, tall=flat.is_cuda)
     ratio = (s**2).cumsum(0) / (s**2).sum()
     k = int((ratio < variance).sum()) + 1
     k = min(len(s), max(32, int(np.ceil(k / 32) * 32)))
     return mean.float(), vt[:k].T.float()
+
+
+def _singular(x: torch.Tensor, tall: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values and right singular vectors of x (rows >> columns). cuSOLVER's SVD of a tall matrix
+    (every token of every frame) is slow, so on CUDA it runs on R of x = QR, which has the same s and V."""
+    if tall and x.shape[0] > x.shape[1]:
+        x = torch.linalg.qr(x, mode="r").R
+    _, s, vt = torch.linalg.svd(x, full_matrices=False)
+    return s, vt
 
 
 def _activation_qat(student, teacher, batches, rgbs, config, progress, step) -> list[float]:
@@ -132,7 +151,7 @@ def _activation_qat(student, teacher, batches, rgbs, config, progress, step) -> 
              "cls": _pca_basis(torch.cat([t.cls_token for t in targets]), config.pca_variance)}
     for b in blocks:
         bases[b] = _pca_basis(torch.cat([t.intermediate[b] for t in targets]), config.pca_variance)
-    corners = torch.from_numpy(np.stack([corner_map(rgb, grid) for rgb in rgbs])).float()
+    corners = torch.from_numpy(np.stack([corner_map(rgb, grid) for rgb in rgbs])).float().to(finals.device)
 
     scale_params = [p for n, p in student.named_parameters() if n.endswith("act_scale")]
     weight_params = [p for n, p in student.named_parameters() if not n.endswith("act_scale")]

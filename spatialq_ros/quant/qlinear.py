@@ -23,10 +23,11 @@ class QuantLinear(nn.Module):
     def __init__(self, linear: nn.Linear | nn.Conv2d) -> None:
         super().__init__()
         self.inner = linear
-        self.act_scale = nn.Parameter(torch.tensor(1.0))
-        self.register_buffer("weight_scale", torch.empty(0))
-        self.register_buffer("float_channels", torch.empty(0, dtype=torch.long))
-        self.register_buffer("quantized_columns", torch.empty(0))
+        device = linear.weight.device  # wrapping a layer leaves it where it is
+        self.act_scale = nn.Parameter(torch.tensor(1.0, device=device))
+        self.register_buffer("weight_scale", torch.empty(0, device=device))
+        self.register_buffer("float_channels", torch.empty(0, dtype=torch.long, device=device))
+        self.register_buffer("quantized_columns", torch.empty(0, device=device))
         self.float_weight: nn.Parameter | None = None
         self.quantize_input = True
 
@@ -39,9 +40,9 @@ class QuantLinear(nn.Module):
         if isinstance(self.inner, nn.Conv2d):
             raise ValueError("float input channels are for Linear layers")
         weight = self.inner.weight
-        self.float_channels = channels.to(torch.long).clone()
+        self.float_channels = channels.to(weight.device, torch.long).clone()
         self.float_weight = nn.Parameter(weight[:, self.float_channels].detach().clone())
-        mask = torch.ones(weight.shape[1])
+        mask = torch.ones(weight.shape[1], device=weight.device)
         mask[self.float_channels] = 0.0
         self.quantized_columns = mask
         with torch.no_grad():
@@ -53,7 +54,8 @@ class QuantLinear(nn.Module):
         return w * self.quantized_columns if self.quantized_columns.numel() else w
 
     def set_weight_scale(self, scale: torch.Tensor | None) -> None:
-        self.weight_scale = torch.empty(0) if scale is None else scale.detach().clone()
+        self.weight_scale = (torch.empty(0, device=self.inner.weight.device) if scale is None
+                             else scale.detach().to(self.inner.weight.device).clone())
 
     def quantized_weight(self) -> torch.Tensor:
         w = self.quantizable_weight()

@@ -13,7 +13,7 @@ class CompensatedBlock(nn.Module):
     def __init__(self, block: nn.Module, dim: int) -> None:
         super().__init__()
         self.block = block
-        self.qwt = nn.Linear(dim, dim)
+        self.qwt = nn.Linear(dim, dim, device=next(block.parameters()).device)  # beside the block it corrects
         nn.init.zeros_(self.qwt.weight)
         nn.init.zeros_(self.qwt.bias)
 
@@ -34,8 +34,8 @@ def fit_compensation(inputs: torch.Tensor, error: torch.Tensor) -> tuple[torch.T
     err_norm = e.norm(dim=1)
     keep = err_norm <= OUTLIER_FACTOR * err_norm.median()
     x, e = x[keep], e[keep]
-    x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+    x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
     gram = x1.T @ x1
-    gram += RIDGE * gram.diagonal().mean() * torch.eye(len(gram), dtype=x.dtype)
+    gram += RIDGE * gram.diagonal().mean() * torch.eye(len(gram), dtype=x.dtype, device=x.device)
     solution = torch.linalg.solve(gram, x1.T @ e)
     return solution[:-1].T.float(), solution[-1].float()  # nn.Linear layout: (out, in)

@@ -31,20 +31,21 @@ def nn_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def pca_pictures(tokens: torch.Tensor, projection: PcaProjection, size: tuple[int, int]) -> list[np.ndarray]:
-    return [upscale_nearest(pca_rgb(t.numpy(), projection), size) for t in tokens]
+    return [upscale_nearest(pca_rgb(t.cpu().numpy(), projection), size) for t in tokens]
 
 
 @torch.no_grad()
 def fidelity(reference, model, images: torch.Tensor) -> dict:
     """Final patch/CLS cosine, NN agreement, per-block cosine, and ERQA 1.1 + corner preservation on the
     feature-PCA pictures. Both pictures of a frame use one projection, fitted on the FP32 tokens of all frames:
-    with a mapping of its own, a quantized picture's edges would come from its colour stretch."""
+    with a mapping of its own, a quantized picture's edges would come from its colour stretch. The models run
+    on the device the images are on; the pictures are made on the CPU."""
     depth = len(reference.blocks)
     blocks = tuple(range(depth))
     ref = reference.extract(images, layers=blocks)
     out = model.extract(images, layers=blocks)
     size = (images.shape[-1], images.shape[-2])
-    projection = PcaProjection.fit(ref.patch_tokens.numpy())
+    projection = PcaProjection.fit(ref.patch_tokens.cpu().numpy())
     ref_pics = pca_pictures(ref.patch_tokens, projection, size)
     out_pics = pca_pictures(out.patch_tokens, projection, size)
     return {

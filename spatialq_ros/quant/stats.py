@@ -23,7 +23,8 @@ class InputStats:
         self.channel_max = cmax if self.channel_max is None else torch.maximum(self.channel_max, cmax)
         flat = x.abs().reshape(-1)
         self.tensor_max = max(self.tensor_max, float(flat.max()))
-        idx = torch.randint(0, flat.numel(), (min(SAMPLE_PER_BATCH, flat.numel()),), generator=generator)
+        idx = torch.randint(0, flat.numel(), (min(SAMPLE_PER_BATCH, flat.numel()),), generator=generator,
+                            device=flat.device)
         self.samples.append(flat[idx])
 
     def percentile(self, q: float) -> float:
@@ -39,9 +40,10 @@ class InputStats:
 
 @torch.no_grad()
 def collect_input_stats(model: nn.Module, names: list[str], batches: list[torch.Tensor]) -> dict[str, InputStats]:
-    """Run the model over `batches`, recording the input of each named module."""
+    """Run the model over `batches`, recording the input of each named module. The samples for the
+    percentiles are drawn by a generator on the batches' device, seeded alike: deterministic per device."""
     stats = {name: InputStats() for name in names}
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator(device=batches[0].device if batches else "cpu").manual_seed(0)
     hooks = [
         model.get_submodule(name).register_forward_pre_hook(
             lambda _m, args, name=name: stats[name].add(args[0], generator))

@@ -1,0 +1,211 @@
+"""`--device`: calibration runs wherever the frames are, the CPU path is what it was, and CUDA (when there is
+one) calibrates to the same model. No rosbags here: the GPU check runs this file where rosbags is missing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+import spatialq_ros
+from spatialq_ros.backbone.archs import ARCHS, ViTConfig
+from spatialq_ros.backbone.checkpoint import to_torch_state
+from spatialq_ros.backbone.preprocess import preprocess
+from spatialq_ros.backbone.synthetic import synthetic_state_dict
+from spatialq_ros.backbone.vit import DinoVisionTransformer
+from spatialq_ros.errors import SpatialqError
+from spatialq_ros.quant.device import resolve_device
+from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
+from spatialq_ros.quant.report import fidelity
+from spatialq_ros.quant.stats import collect_input_stats
+
+CUDA = torch.cuda.is_available()
+PACKAGE = str(Path(spatialq_ros.__file__).parent)
+TORCH = str(Path(torch.__file__).parent)
+TORCH_NN = str(Path(torch.nn.__file__).parent)
+
+
+def small_model(depth: int, outliers: bool = True) -> DinoVisionTransformer:
+    config = ViTConfig(**{**ARCHS["vits14"].__dict__, "depth": depth})
+    model = DinoVisionTransformer(config)
+    model.load_state_dict(to_torch_state(synthetic_state_dict(config, seed=0, outliers=outliers)))
+    return model.eval()
+
+
+def smooth_frames(count: int, size: int, seed: int = 7) -> tuple[list[np.ndarray], torch.Tensor]:
+    """Upsampled 8x8 noise: textured enough for corners and edges, and no simulator needed."""
+    rng = np.random.default_rng(seed)
+    rgbs = [cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
+            for _ in range(count)]
+    return rgbs, torch.from_numpy(np.concatenate([preprocess(r) for r in rgbs]))
+
+
+@pytest.fixture(autouse=True)
+def untrained(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPATIALQ_MODELS_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+
+
+def test_auto_picks_cuda_only_when_torch_sees_it(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu") == resolve_device("cpu")
+    with pytest.raises(SpatialqError, match="device cuda: torch .* sees no CUDA GPU; use device cpu or auto"):
+        resolve_device("cuda")
+    with pytest.raises(SpatialqError, match="choose auto, cpu, cuda"):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda")
+
+
+# The pre-device code (commit 7207368, torch 2.13 CPU) on small_model(1) and smooth_frames(10, 56): stage 1's
+# loss, the activation scales (sampled percentiles, then QAT), the float side path, the quantized weights'
+# norms and a few output values. Another random sample of the statistics moves the scales by 1-10 %.
+BEFORE = {
+    "losses": [0.0008482157718390226],
+    "act_scales": {"patch_embed.proj": 0.020777486264705658, "blocks.0.attn.qkv": 0.13566526770591736,
+                   "blocks.0.attn.proj": 0.014868231490254402, "blocks.0.mlp.fc1": 0.11042430996894836,
+                   "blocks.0.mlp.fc2": 0.028059134259819984},
+    "float_channels": {"blocks.0.mlp.fc2": [0]},
+    "weight_norms": {"patch_embed.proj": 39.02285385131836, "blocks.0.block.attn.qkv": 29.406967163085938,
+                     "blocks.0.block.attn.proj": 19.556142807006836, "blocks.0.block.mlp.fc1": 959.9800415039062,
+                     "blocks.0.block.mlp.fc2": 19.51438331604004},
+    "tokens": [0.5557588338851929, 0.3065299093723297, 0.2833169400691986, -0.5059608817100525,
+               -0.7757838368415833, 0.19662539660930634, -0.5718838572502136, -0.22538809478282928],
+}
+
+
+def test_cpu_calibration_is_what_it_was_before_devices():
+    torch.set_num_threads(2)
+    model = small_model(depth=1)
+    rgbs, images = smooth_frames(10, 56)
+    q, log = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(qwt=True), progress=False, device="cpu")
+    with torch.no_grad():
+        tokens = q.extract(images[8:]).patch_tokens[0, 0, 0, :8]
+    norms = {n: float(m.quantized_weight().norm()) for n, m in q.named_modules() if hasattr(m, "quantized_weight")}
+    assert log.float_channels == BEFORE["float_channels"]
+    assert np.allclose(log.losses, BEFORE["losses"], rtol=1e-4, atol=0)
+    assert log.act_scales.keys() == BEFORE["act_scales"].keys()
+    assert np.allclose(list(log.act_scales.values()), list(BEFORE["act_scales"].values()), rtol=1e-4, atol=0)
+    assert norms.keys() == BEFORE["weight_norms"].keys()
+    assert np.allclose(list(norms.values()), list(BEFORE["weight_norms"].values()), rtol=1e-4, atol=0)
+    assert np.allclose(tokens.numpy(), BEFORE["tokens"], rtol=0, atol=1e-4)
+
+
+class ImplicitDevices(TorchFunctionMode):
+    """Records every tensor that package code creates without saying where (a factory call, or an nn module
+    built, with no device=), and every random draw whose generator lives on another device than its output:
+    on a CPU-only machine, what would land on the wrong device under CUDA."""
+
+    FACTORIES = {torch.tensor, torch.as_tensor, torch.zeros, torch.ones, torch.empty, torch.full, torch.eye,
+                 torch.arange, torch.linspace, torch.logspace, torch.rand, torch.randn, torch.randint,
+                 torch.randperm, torch.scalar_tensor, torch.empty_strided}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in self.FACTORIES and kwargs.get("device") is None:
+            caller = self._caller()
+            if caller:
+                self.found.append(f"{caller}: torch.{func.__name__} without device=")
+        generator = kwargs.get("generator")
+        if generator is not None and isinstance(out, torch.Tensor) and generator.device != out.device:
+            self.found.append(f"{self._caller() or '?'}: {generator.device} generator for a {out.device} tensor")
+        return out
+
+    @staticmethod
+    def _caller() -> str | None:
+        """The package line behind this call: the first frame outside torch, passing through torch.nn (whose
+        constructors create their parameters on the default device when given none)."""
+        frame = sys._getframe(2)
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if name.startswith(TORCH_NN) or name == __file__:
+                frame = frame.f_back
+                continue
+            if name.startswith(TORCH):
+                return None  # torch's own business (e.g. the optimizer's step counters)
+            return f"{Path(name).name}:{frame.f_lineno}" if name.startswith(PACKAGE) else None
+        return None
+
+
+def test_calibration_creates_no_tensor_on_an_implicit_device():
+    """gplq with every stage (folding, float side path, QAT, error feedback, QwT) and the report's fidelity."""
+    torch.set_num_threads(2)
+    model = small_model(depth=1)
+    rgbs, images = smooth_frames(10, 28)
+    with ImplicitDevices() as mode:
+        q, log = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(qwt=True), progress=False, device="cpu")
+        fidelity(model, q, images[8:])
+    assert log.float_channels and log.losses  # the side path and stage 1 ran
+    assert not mode.found, sorted(set(mode.found))
+
+
+def test_the_mode_sees_implicit_devices():
+    """The check above can fail: the pre-device code's ways of making tensors are caught."""
+    from spatialq_ros.quant.qwt import CompensatedBlock
+
+    model = small_model(depth=1)
+    with ImplicitDevices() as mode:
+        torch.eye(3)  # from this file: not package code
+        exec(compile("torch.eye(3)\ntorch.randint(0, 9, (2,), generator=torch.Generator())",
+                     str(Path(PACKAGE) / "quant" / "fake.py"), "exec"))
+        CompensatedBlock(model.blocks[0], 384)  # nn.Linear given a device: not reported
+    assert [f.split(": ")[1] for f in mode.found] == ["torch.eye without device=", "torch.randint without device="]
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_calibration_matches_cpu():
+    model = small_model(depth=2, outliers=False)
+    rgbs, images = smooth_frames(20, 112)
+    cal, held = images[:16], images[16:]
+    config = CalibrationConfig(qwt=True)
+    results = {}
+    for device in ("cpu", "cuda"):
+        q, log = calibrate(model, cal, rgbs[:16], config, progress=False, device=device)
+        assert {t.device.type for t in [*q.parameters(), *q.buffers()]} == {device}
+        with torch.no_grad():
+            tokens = q.extract(held.to(device)).patch_tokens.cpu()
+        results[device] = q, log, tokens
+    (q_cpu, log_cpu, cpu), (q_gpu, log_gpu, gpu) = results["cpu"], results["cuda"]
+    cosine = float(torch.nn.functional.cosine_similarity(cpu.reshape(-1, 384), gpu.reshape(-1, 384)).mean())
+    assert cosine > 0.99, cosine
+    assert log_gpu.float_channels == log_cpu.float_channels
+    scales = np.array(list(log_gpu.act_scales.values())) / np.array(list(log_cpu.act_scales.values()))
+    assert np.abs(scales - 1).max() < 0.05, log_gpu.act_scales
+    model_gpu = small_model(depth=2, outliers=False).cuda()
+    on_gpu = fidelity(model_gpu, q_gpu, held.cuda())
+    on_cpu = fidelity(model, q_cpu, held)
+    assert abs(on_gpu["patch_cosine"] - on_cpu["patch_cosine"]) < 0.01, (on_gpu, on_cpu)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_statistics_are_deterministic():
+    model = small_model(depth=1).cuda()
+    _, images = smooth_frames(16, 56)
+    batches = list(images.cuda().split(8))
+    names = ["blocks.0.attn.qkv", "blocks.0.mlp.fc2"]
+    runs = [collect_input_stats(model, names, batches) for _ in range(2)]
+    for name in names:
+        assert runs[0][name].samples[0].device.type == "cuda"
+        assert all(torch.equal(a, b) for a, b in zip(runs[0][name].samples, runs[1][name].samples))
+        assert runs[0][name].percentile(99.99) == runs[1][name].percentile(99.99)
+
+
+def test_the_tall_svd_through_qr_gives_the_same_basis():
+    """What CUDA runs for the PCA bases (SVD of R from a QR), checked on the CPU against the plain SVD."""
+    from spatialq_ros.quant.gplq import _singular
+
+    x = torch.randn(3000, 40, dtype=torch.float64) @ torch.randn(40, 40, dtype=torch.float64)
+    s, vt = _singular(x, tall=False)
+    s_qr, vt_qr = _singular(x, tall=True)
+    assert torch.allclose(s, s_qr, rtol=1e-10)
+    assert torch.allclose((vt * vt_qr).sum(dim=1).abs(), torch.ones(40, dtype=torch.float64), atol=1e-8)
