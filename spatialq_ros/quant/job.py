@@ -123,10 +123,11 @@ def read_calibration_frames(bag: str | None, images: str | None, topic: str | No
                             job: CalibrationJob) -> list[np.ndarray]:
     """Up to frames + holdout frames from a bag topic (raw or compressed) or an image folder."""
     from ..imageio import read_rgb
-    from ..sim.bag import read_frames
 
     count = job.frames + job.holdout
     if bag:
+        from ..sim.bag import read_frames  # rosbags: only for bags
+
         frames = []
         for frame in read_frames(bag, topic):
             frames.append(frame.rgb)
