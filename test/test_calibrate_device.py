@@ -3,6 +3,9 @@ one) calibrates to the same model. No rosbags here: the GPU check runs this file
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from spatialq_ros.backbone.checkpoint import to_torch_state
 from spatialq_ros.backbone.preprocess import preprocess
 from spatialq_ros.backbone.synthetic import synthetic_state_dict
 from spatialq_ros.backbone.vit import DinoVisionTransformer
+from spatialq_ros.cli import main
 from spatialq_ros.errors import SpatialqError
 from spatialq_ros.quant.device import resolve_device
 from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
@@ -60,6 +64,48 @@ def test_auto_picks_cuda_only_when_torch_sees_it(monkeypatch):
         resolve_device("tpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda")
+
+
+def test_images_calibrate_on_cpu_by_default_without_rosbags_or_erqa(tmp_path):
+    """auto is cpu here, quant.json and the report say so; and an image folder needs none of the ROS-side
+    packages (as on a GPU machine that has only torch and the numeric stack)."""
+    if CUDA:
+        pytest.skip("auto picks cuda on this machine")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, rgb in enumerate(smooth_frames(3, 28)[0]):
+        cv2.imwrite(str(folder / f"{i}.png"), rgb[:, :, ::-1])
+    out = tmp_path / "art"
+    code = ("import sys\n"
+            "sys.modules.update(dict.fromkeys(['rosbags', 'erqa', 'faiss', 'rclpy', 'scipy', 'yaml'], None))\n"
+            "from spatialq_ros.cli import main\n"
+            f"sys.exit(main(['calibrate', '--images', {str(folder)!r}, '--size', '28x28', '--frames', '2',\n"
+            f"               '--holdout', '1', '--method', 'minmax', '--out', {str(out)!r}]))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(Path(PACKAGE).parent)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    quant = json.loads((out / "quant.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    assert quant["calibration"]["device"] == report["device"] == "cpu" and quant["calibration"]["device_name"]
+    assert "on cpu (" in (out / "report.md").read_text()
+    assert "calibrating on cpu" in run.stdout and "s on cpu" in run.stdout
+
+
+def test_cuda_without_cuda_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    import spatialq_ros.quant.job as job
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def no_work(*_args, **_kwargs):
+        raise AssertionError("frames were read before the device was checked")
+
+    monkeypatch.setattr(job, "read_calibration_frames", no_work)
+    monkeypatch.setattr(job, "run_calibration", no_work)
+    out = tmp_path / "art"
+    assert main(["calibrate", "--images", str(tmp_path), "--device", "cuda", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("spatialq calibrate: error: device cuda: torch ")
+    assert "sees no CUDA GPU" in err[0] and not out.exists()
 
 
 # The pre-device code (commit 7207368, torch 2.13 CPU) on small_model(1) and smooth_frames(10, 56): stage 1's
@@ -198,6 +244,22 @@ def test_cuda_statistics_are_deterministic():
         assert runs[0][name].samples[0].device.type == "cuda"
         assert all(torch.equal(a, b) for a, b in zip(runs[0][name].samples, runs[1][name].samples))
         assert runs[0][name].percentile(99.99) == runs[1][name].percentile(99.99)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cli_calibrates_on_cuda(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, rgb in enumerate(smooth_frames(10, 56)[0]):
+        cv2.imwrite(str(folder / f"{i}.png"), rgb[:, :, ::-1])
+    out = tmp_path / "art"
+    assert main(["calibrate", "--images", str(folder), "--size", "56x56", "--frames", "8", "--holdout", "2",
+                 "--qwt", "--device", "cuda", "--out", str(out)]) == 0
+    quant = json.loads((out / "quant.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    assert quant["calibration"]["device"] == report["device"] == "cuda"
+    assert report["fidelity"]["gplq"]["patch_cosine"] > 0.5 and report["onnx_vs_torch_rel_error"] < 0.1
+    assert "calibrating on cuda" in capsys.readouterr().out
 
 
 def test_the_tall_svd_through_qr_gives_the_same_basis():

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+import torch
 
 rclpy = pytest.importorskip("rclpy")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
@@ -170,6 +171,7 @@ def test_calibration_node_from_a_bag_writes_the_artifact_and_reports_progress(co
         assert node.phase == "done", node.result
         quant = json.loads((out / "quant.json").read_text())
         assert quant["method"] == "minmax" and quant["calibration"]["frames"] == 4
+        assert quant["calibration"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # auto
         spin_until(executor, lambda: any(s.values and any(kv.key == "phase" and kv.value == "done" for kv in s.values)
                                          for m in got for s in m.status), timeout=10)
         assert not [p for p in tmp_path.iterdir() if p.name != "artifact"]  # no temp folders left behind
@@ -186,6 +188,18 @@ def test_calibration_node_refuses_an_existing_artifact(context, tmp_path):
         Parameter("method", value="minmax")])
     try:
         assert node.state == "unconfigured" and "already exists" in node.configure_error
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize("device, message", [("cuda", "sees no CUDA GPU"), ("tpu", "choose auto or cpu or cuda")])
+def test_calibration_node_refuses_a_missing_device(context, tmp_path, monkeypatch, device, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    node = CalibrationNode(context=context, parameter_overrides=[
+        Parameter("size", value=SIZE), Parameter("out", value=str(tmp_path / "artifact")),
+        Parameter("device", value=device)])
+    try:
+        assert node.state == "unconfigured" and message in node.configure_error, node.configure_error
     finally:
         node.destroy_node()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..quant.device import DEVICES
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="FP32 checkpoint (default: models/dinov2_vits14_pretrain.pth, else UNTRAINED)")
@@ -24,6 +26,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="gplq: input channels whose calibration max exceeds this x their layer's INT8 clipping "
                              "level (massive activations) bypass the quantizers in float; 0 quantizes every channel "
                              "(default 16)")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where calibration runs: auto = cuda when torch sees a GPU, else cpu; the artifact is "
+                             "written from CPU copies either way (default auto)")
     parser.add_argument("--facet-layer", type=int, default=-1, help="block whose value facet the graph outputs")
     parser.add_argument("--out", required=True, help="artifact folder")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -38,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     job = CalibrationJob(model=args.model, size=args.size, frames=args.frames, holdout=args.holdout,
                          method=args.method, qwt=args.qwt, rounding=args.rounding, alpha=args.alpha,
                          massive_factor=args.massive_factor, facet_layer=args.facet_layer, out=args.out,
-                         force=args.force, source=args.bag or args.images, topic=args.topic)
+                         force=args.force, source=args.bag or args.images, topic=args.topic, device=args.device)
     job.check_output()
     report = run_calibration(job, read_calibration_frames(args.bag, args.images, args.topic, job))
     for name, f in report.get("fidelity", {}).items():

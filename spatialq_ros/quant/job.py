@@ -35,12 +35,16 @@ class CalibrationJob:
     force: bool = False
     source: str | None = None  # where the frames came from (bag, folder or topic), for quant.json
     topic: str | None = None
+    device: str = "auto"  # where calibration runs: "auto" (CUDA when available), "cpu" or "cuda"
 
     def check_output(self) -> None:
-        """Fail before any work when a setting is invalid or the folder exists (without force)."""
+        """Fail before any work when a setting is invalid, CUDA is asked for and missing, or the folder exists
+        (without force)."""
         from ..backbone.preprocess import parse_size
+        from .device import resolve_device
 
         parse_size(self.size)
+        resolve_device(self.device)
         if self.massive_factor != 0 and not 2 <= self.massive_factor < float("inf"):
             raise SpatialqError(f"massive factor {self.massive_factor:g}: use 0 (quantize every channel) or >= 2")
         if Path(self.out).exists() and not self.force:
@@ -58,11 +62,13 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
     from ..banner import UNTRAINED_WARNING, warn_untrained
     from ..runtime.onnx_engine import OnnxEngine
     from .artifact import write_artifact
+    from .device import device_name, exact_float32, resolve_device
     from .gplq import CalibrationConfig, calibrate
     from .report import fidelity, plot_block_cosine
 
     job.check_output()
     size = parse_size(job.size)
+    device = resolve_device(job.device)
     if len(frames) < job.frames + job.holdout:
         raise SpatialqError(f"{job.source}: {len(frames)} frames, fewer than the {job.frames + job.holdout} asked "
                             f"({job.frames} calibration + {job.holdout} held out)")
@@ -71,37 +77,44 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
     if not info.trained:
         warn_untrained()
     images = torch.from_numpy(np.concatenate([preprocess(r) for r in rgbs]))
+    fingerprint = hashlib.sha256(images[: job.frames].numpy().tobytes()).hexdigest()
+    hardware = device_name(device)
+    print(f"calibrating on {device.type} ({hardware})")
+    model, images = model.to(device), images.to(device)  # the artifact is written from CPU copies
     cal, held = images[: job.frames], images[job.frames:]
-    fingerprint = hashlib.sha256(cal.numpy().tobytes()).hexdigest()
     config = CalibrationConfig(method=job.method, alpha=job.alpha, qwt=job.qwt,
                                error_feedback=job.rounding == "feedback", massive_factor=job.massive_factor)
     t0 = time.perf_counter()
-    qmodel, log = calibrate(model, cal, rgbs[: job.frames], config, progress=progress, on_step=on_step)
+    qmodel, log = calibrate(model, cal, rgbs[: job.frames], config, progress=progress, on_step=on_step,
+                            device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
     meta = {"method": job.method, "arch": info.arch, "trained": info.trained,
             "source_checkpoint_sha256": info.sha256, "source_checkpoint": info.path,
             "calibration": {"frames": job.frames, "fingerprint": fingerprint,
-                            "source": job.source, "topic": job.topic, "seconds": round(seconds, 1)},
+                            "source": job.source, "topic": job.topic, "seconds": round(seconds, 1),
+                            "device": device.type, "device_name": hardware},
             "config": dict(config.__dict__)}
     out = Path(job.out)
-    with atomic_dir(out, force=job.force) as tmp:
+    with atomic_dir(out, force=job.force) as tmp, exact_float32(device):
         quant = write_artifact(tmp, qmodel, model, meta, size, job.facet_layer)
         report = {"method": job.method, "calibration_seconds": seconds, "losses": log.losses,
-                  "trained": info.trained}
+                  "trained": info.trained, "device": device.type, "device_name": hardware}
         if len(held):
             compared = {job.method: qmodel}
             if job.method == "gplq":  # the plain baseline, through the same code, for comparison
                 compared["minmax"], _ = calibrate(model, cal, rgbs[: job.frames], CalibrationConfig(method="minmax"),
-                                                  progress=False)
+                                                  progress=False, device=device)
             report["holdout_frames"] = len(held)
             report["fidelity"] = {name: fidelity(model, m, held) for name, m in compared.items()}
             plot_block_cosine(report["fidelity"], tmp / "block_cosine.png")
             write_pca_comparison(tmp / "pca_holdout.png", model, compared, held[:1], rgbs[job.frames])
             engine = OnnxEngine(tmp, "qdq")
-            with torch.no_grad():
-                ref = qmodel.extract(held[:1]).patch_tokens[0].numpy()
-                exact = copy.deepcopy(qmodel).double().extract(held[:1].double()).patch_tokens[0].numpy()
-            ort_out = engine.infer_normalized(held[:1].numpy()).patch_tokens
+            with torch.no_grad():  # both on the calibration device
+                ref = qmodel.extract(held[:1]).patch_tokens[0].cpu().numpy()
+                exact = copy.deepcopy(qmodel).double().extract(held[:1].double()).patch_tokens[0].cpu().numpy()
+            ort_out = engine.infer_normalized(held[:1].cpu().numpy()).patch_tokens
             report["onnx_vs_torch_rel_error"] = relative_error(ort_out, ref)
             # The same fake-quant model in float64: rounding-level differences flip INT8 codes, and flips
             # compound over the blocks; no float32 implementation can agree with torch better than this.
@@ -111,7 +124,8 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
         report["int4_vs_fp32_size"] = sizes["model_int4.onnx"] / sizes["fp32.onnx"]
         (tmp / "report.json").write_text(json.dumps(report, indent=1))
         (tmp / "report.md").write_text(_markdown(report, quant, info, UNTRAINED_WARNING))
-    print(f"wrote {out}: {job.method} W4A8 in {seconds:.0f} s" + ("" if info.trained else "  [UNTRAINED]"))
+    print(f"wrote {out}: {job.method} W4A8 in {seconds:.0f} s on {device.type}"
+          + ("" if info.trained else "  [UNTRAINED]"))
     return report
 
 
@@ -158,7 +172,7 @@ def write_pca_comparison(path, fp32, models: dict, image, rgb) -> None:
     size = (image.shape[-1], image.shape[-2])
     with torch.no_grad():
         ref = fp32.extract(image).patch_tokens
-        projection = PcaProjection.fit(ref.numpy())
+        projection = PcaProjection.fit(ref.cpu().numpy())
         pictures = [pca_pictures(ref, projection, size)[0]]
         pictures += [pca_pictures(m.extract(image).patch_tokens, projection, size)[0] for m in models.values()]
     write_png(path, side_by_side(rgb, *pictures))
@@ -169,7 +183,8 @@ def _markdown(report: dict, quant: dict, info, warning: str) -> str:
     if not info.trained:
         lines += [f"> **{warning}**", ""]
     lines += [f"- method: {report['method']}, arch {quant['arch']}, size {quant['size'][0]}x{quant['size'][1]}",
-              f"- calibration: {quant['calibration']['frames']} frames in {report['calibration_seconds']:.0f} s",
+              f"- calibration: {quant['calibration']['frames']} frames in {report['calibration_seconds']:.0f} s "
+              f"on {report['device']} ({report['device_name']})",
               f"- model_int4.onnx is {report['int4_vs_fp32_size']:.3f} x fp32.onnx"]
     floats = quant.get("float_channels", {})
     lines.append("- massive-activation input channels kept float: " +

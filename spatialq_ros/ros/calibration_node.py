@@ -16,6 +16,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from ..errors import SpatialqError
 from ..frames import BadFrame, decode_compressed, decode_image
+from ..quant.device import DEVICES
 from .lifecycle import AutostartNode
 from .parameters import Spec
 from .qos import SENSOR_QOS
@@ -33,6 +34,8 @@ PARAMETERS = (
          choices=("feedback", "nearest")),
     Spec("massive_factor", 16.0, "gplq: input channels above this x their INT8 clipping level stay float (0: none)",
          (0.0, 1e6)),
+    Spec("device", "auto", "where calibration runs: auto (cuda when torch sees a GPU, else cpu), cpu or cuda",
+         choices=DEVICES),
     Spec("out", "artifact", "artifact folder to write"),
     Spec("force", False, "replace an existing artifact folder"),
     Spec("bag", "", "read frames from this rosbag2 instead of the topic", path="model"),
@@ -63,7 +66,7 @@ class CalibrationNode(AutostartNode):
 
         self.job = CalibrationJob(model=p["model"] or None, size=p["size"], frames=p["frames"], holdout=p["holdout"],
                                   method=p["method"], qwt=p["qwt"], rounding=p["rounding"],
-                                  massive_factor=p["massive_factor"], out=p["out"],
+                                  massive_factor=p["massive_factor"], device=p["device"], out=p["out"],
                                   force=p["force"], source=p["bag"] or self.resolve_topic_name("image"),
                                   topic=p["bag_topic"] or None)
         self.job.check_output()
