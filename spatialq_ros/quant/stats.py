@@ -24,8 +24,8 @@ class InputStats:
         flat = x.abs().reshape(-1)
         self.tensor_max = max(self.tensor_max, float(flat.max()))
         idx = torch.randint(0, flat.numel(), (min(SAMPLE_PER_BATCH, flat.numel()),), generator=generator,
-                            device=flat.device)
-        self.samples.append(flat[idx])
+                            device=generator.device)
+        self.samples.append(flat[idx.to(flat.device)])
 
     def percentile(self, q: float) -> float:
         return float(torch.quantile(torch.cat(self.samples), q / 100.0))
@@ -40,10 +40,11 @@ class InputStats:
 
 @torch.no_grad()
 def collect_input_stats(model: nn.Module, names: list[str], batches: list[torch.Tensor]) -> dict[str, InputStats]:
-    """Run the model over `batches`, recording the input of each named module. The samples for the
-    percentiles are drawn by a generator on the batches' device, seeded alike: deterministic per device."""
+    """Run the model over `batches`, recording the input of each named module. The positions sampled for
+    the percentiles are drawn on the CPU from one seed, whatever device the model runs on: deterministic,
+    and the same positions on every device, so a CUDA calibration samples what a CPU one does."""
     stats = {name: InputStats() for name in names}
-    generator = torch.Generator(device=batches[0].device if batches else "cpu").manual_seed(0)
+    generator = torch.Generator(device="cpu").manual_seed(0)
     hooks = [
         model.get_submodule(name).register_forward_pre_hook(
             lambda _m, args, name=name: stats[name].add(args[0], generator))
