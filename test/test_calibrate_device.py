@@ -87,7 +87,8 @@ def test_images_calibrate_on_cpu_by_default_without_rosbags_or_erqa(tmp_path):
     quant = json.loads((out / "quant.json").read_text())
     report = json.loads((out / "report.json").read_text())
     assert quant["calibration"]["device"] == report["device"] == "cpu" and quant["calibration"]["device_name"]
-    assert "on cpu (" in (out / "report.md").read_text()
+    assert list(report["stage_seconds"]) == ["statistics", "stage 2"]  # minmax: no QAT, no Hessians
+    assert "on cpu (" in (out / "report.md").read_text() and "stage 2 " in (out / "report.md").read_text()
     assert "calibrating on cpu" in run.stdout and "s on cpu" in run.stdout
 
 
@@ -134,6 +135,7 @@ def test_cpu_calibration_is_what_it_was_before_devices():
         tokens = q.extract(images[8:]).patch_tokens[0, 0, 0, :8]
     norms = {n: float(m.quantized_weight().norm()) for n, m in q.named_modules() if hasattr(m, "quantized_weight")}
     assert log.float_channels == BEFORE["float_channels"]
+    assert list(log.seconds) == ["statistics", "stage 1", "hessians", "stage 2", "qwt"]
     assert np.allclose(log.losses, BEFORE["losses"], rtol=1e-4, atol=0)
     assert log.act_scales.keys() == BEFORE["act_scales"].keys()
     assert np.allclose(list(log.act_scales.values()), list(BEFORE["act_scales"].values()), rtol=1e-4, atol=0)

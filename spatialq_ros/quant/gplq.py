@@ -10,7 +10,8 @@ minmax: A8 scales from the absolute max, W4 from each row's max; no folding, no 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -55,6 +56,23 @@ class CalibrationLog:
     losses: list[float]
     act_scales: dict[str, float]
     float_channels: dict[str, list[int]]
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage, in order: where the time goes
+
+
+class _StageClock:
+    """Wall time per stage; on CUDA the queued work is waited for first, so each stage gets its own."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, stage: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._last, 3)
+        self._last = now
 
 
 def calibrate(
@@ -77,6 +95,7 @@ def calibrate(
 
 
 def _calibrate(model, images, rgbs, config, progress, on_step, device):
+    clock = _StageClock(device)
     teacher = copy.deepcopy(model).to(device).eval()
     student = copy.deepcopy(model).to(device).eval()
     batches = list(images.split(config.batch_size))
@@ -98,11 +117,15 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
                 channels = stats[name].massive_channels(top, config.massive_factor, config.max_float_channels)
                 if len(channels):
                     layer.keep_float(channels)
+    clock.mark("statistics")
 
     losses: list[float] = []
     if config.method == "gplq":
         losses = _activation_qat(student, teacher, batches, rgbs, config, progress, step)
+        clock.mark("stage 1")
     hessians = _input_hessians(student, layers, batches) if config.method == "gplq" and config.error_feedback else {}
+    if hessians:
+        clock.mark("hessians")
     with torch.no_grad():
         for layer in layers.values():
             layer.set_weight_scale(weight_scales(layer.quantizable_weight(),
@@ -110,14 +133,16 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
     if hessians:
         step("stage 2: error-feedback rounding", 0, 1)
         quantize_with_feedback(layers, hessians)
+    clock.mark("stage 2")
     if config.method == "gplq" and config.qwt:
         _compensate(student, reference, images[: config.qwt_frames], progress, step)
+        clock.mark("qwt")
     student.eval()
     for p in student.parameters():
         p.requires_grad_(False)
     return student, CalibrationLog(losses, {n: float(layer.act_scale.abs()) for n, layer in layers.items()},
                                    {n: layer.float_channels.tolist() for n, layer in layers.items()
-                                    if layer.float_channels.numel()})
+                                    if layer.float_channels.numel()}, clock.seconds)
 
 
 def _pca_basis(features: torch.Tensor, variance: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -99,8 +99,8 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
     out = Path(job.out)
     with atomic_dir(out, force=job.force) as tmp, exact_float32(device):
         quant = write_artifact(tmp, qmodel, model, meta, size, job.facet_layer)
-        report = {"method": job.method, "calibration_seconds": seconds, "losses": log.losses,
-                  "trained": info.trained, "device": device.type, "device_name": hardware}
+        report = {"method": job.method, "calibration_seconds": seconds, "stage_seconds": log.seconds,
+                  "losses": log.losses, "trained": info.trained, "device": device.type, "device_name": hardware}
         if len(held):
             compared = {job.method: qmodel}
             if job.method == "gplq":  # the plain baseline, through the same code, for comparison
@@ -184,7 +184,8 @@ def _markdown(report: dict, quant: dict, info, warning: str) -> str:
         lines += [f"> **{warning}**", ""]
     lines += [f"- method: {report['method']}, arch {quant['arch']}, size {quant['size'][0]}x{quant['size'][1]}",
               f"- calibration: {quant['calibration']['frames']} frames in {report['calibration_seconds']:.0f} s "
-              f"on {report['device']} ({report['device_name']})",
+              f"on {report['device']} ({report['device_name']}): "
+              + ", ".join(f"{stage} {s:.1f} s" for stage, s in report["stage_seconds"].items()),
               f"- model_int4.onnx is {report['int4_vs_fp32_size']:.3f} x fp32.onnx"]
     floats = quant.get("float_channels", {})
     lines.append("- massive-activation input channels kept float: " +
