@@ -16,9 +16,10 @@ from spatialq_ros.backbone.archs import ARCHS, ViTConfig
 from spatialq_ros.backbone.checkpoint import to_torch_state
 from spatialq_ros.backbone.synthetic import synthetic_state_dict
 from spatialq_ros.backbone.vit import DinoVisionTransformer
-from spatialq_ros.quant.artifact import write_artifact
+from spatialq_ros.quant.artifact import ONNX_FILES, write_artifact
 from spatialq_ros.quant.fake_quant import INT4, codes, fake_quant
 from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
+from spatialq_ros.quant.onnx_graph import IR_VERSION
 from spatialq_ros.quant.pack import pack_int4, unpack_int4
 from spatialq_ros.quant.report import fidelity
 from spatialq_ros.quant.weight_scales import weight_scales
@@ -111,6 +112,8 @@ def test_artifact_onnx_matches_torch(frames, tmp_path, depth, tolerance):
     quant = write_artifact(tmp_path, q, model, {"method": "gplq", "arch": "vits14-d", "trained": False}, SIZE, -1)
     assert quant["format"] == "spatialq-w4a8" and len(quant["act_scales"]) == 1 + 4 * depth and quant["qwt"]
     assert quant["float_channels"] == {"blocks.0.mlp.fc2": [0]}  # the graphs carry the float side path
+    for name in ONNX_FILES.values():  # loadable by ONNX Runtime releases older than the onnx package here
+        assert onnx.load(str(tmp_path / name), load_external_data=False).ir_version == IR_VERSION
     assert json.loads((tmp_path / "quant.json").read_text())["fingerprint"] == quant["fingerprint"]
     x = images[20:21]
     with torch.no_grad():

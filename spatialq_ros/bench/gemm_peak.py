@@ -8,6 +8,8 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from ..quant.onnx_graph import IR_VERSION
+
 N = 1024
 
 
@@ -29,7 +31,7 @@ def _peak(op: str, a_type: int, b_type: int, y_type: int, feeds: dict, repeats: 
         [helper.make_node(op, ["a", "b"], ["y"])], "gemm",
         [helper.make_tensor_value_info("a", a_type, [N, N]), helper.make_tensor_value_info("b", b_type, [N, N])],
         [helper.make_tensor_value_info("y", y_type, [N, N])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=IR_VERSION)
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads

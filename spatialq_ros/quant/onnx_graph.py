@@ -22,6 +22,9 @@ from onnx import TensorProto, helper, numpy_helper
 from .pack import pack_int4
 
 OPSET = 21
+# The oldest IR that opset 21 allows. onnx writes its newest IR by default (14 with onnx 1.23), which
+# ONNX Runtime 1.30 and older refuse to load, Jetson builds included.
+IR_VERSION = 10
 KINDS = ("fp32", "qdq", "int4", "cpu")
 
 
@@ -196,7 +199,7 @@ def build_graph(spec: GraphSpec, tensors: dict[str, np.ndarray], linears: dict[s
          helper.make_tensor_value_info("value_facet", TensorProto.FLOAT, [1, n, c])],
         b.inits)
     opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid("com.microsoft", 1)] if kind == "cpu" else [])
-    model = helper.make_model(graph, opset_imports=opsets, producer_name="spatialq_ros")
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="spatialq_ros", ir_version=IR_VERSION)
     onnx.checker.check_model(model)
     return model
 
