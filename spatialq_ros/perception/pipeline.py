@@ -43,12 +43,20 @@ class Pipeline:
             field_head.require_backbone(engine.fingerprint, engine.size)
 
     def process(self, rgb: np.ndarray) -> PipelineResult:
-        timings = {}
+        return self.heads(self.backbone(rgb))
+
+    def backbone(self, rgb: np.ndarray) -> PipelineResult:
+        """The first half of `process`: resize and one backbone pass (or the frame cache's reuse); no heads yet.
+        A node runs it on a thread of its own, overlapping the previous frame's `heads` and publishing."""
         t = time.perf_counter()
         frame = resize_rgb(rgb, self.engine.size)
         features = self.engine.infer(frame)
-        timings["backbone"] = _ms(t)
-        result = PipelineResult(frame, features, timings_ms=timings, reused=bool(self.cache and self.cache.last_hit))
+        timings = {"backbone": _ms(t)}
+        return PipelineResult(frame, features, timings_ms=timings, reused=bool(self.cache and self.cache.last_hit))
+
+    def heads(self, result: PipelineResult) -> PipelineResult:
+        """The second half of `process`: every head that is on, on `backbone`'s result (filled in and returned)."""
+        frame, features, timings = result.frame, result.features, result.timings_ms
         if self.keypoint_config is not None:
             t = time.perf_counter()
             result.keypoints = detect(frame, features.patch_tokens, self.keypoint_config)
