@@ -12,11 +12,15 @@ def spin_until(executor, condition, timeout=60.0):
     assert condition(), "timed out"
 
 
-def send(executor, publisher, node, msg):
-    """Publish until `node` has received it: best effort, depth 1, so a frame can be lost on the way."""
+def send(executor, publisher, node, msg, done=False):
+    """Publish until `node` has received it: best effort, depth 1, so a frame can be lost on the way.
+    done: then wait until the node is done with every frame it received (a node that works on its own
+    threads drops a frame that arrives while it is busy)."""
     before = node.stats.received
     while node.stats.received == before:
         publisher.publish(msg)
         end = time.monotonic() + 0.5
         while time.monotonic() < end and node.stats.received == before:
             executor.spin_once(timeout_sec=0.05)
+    if done:
+        spin_until(executor, lambda: node.stats.finished >= node.stats.received)

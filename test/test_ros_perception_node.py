@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def test_every_output_copies_the_input_header(graph, assets):
     node, publisher, executor, got = graph
     rgb = next(read_frames(assets[0])).rgb
     for sec, encoding in ((11, "rgb8"), (12, "bgr8"), (13, "mono8")):
-        send(executor, publisher, node, image(rgb, encoding, sec))
+        send(executor, publisher, node, image(rgb, encoding, sec), done=True)
     spin_until(executor, lambda: len(got.get("keypoints", [])) >= 3 and len(got.get("field/mask", [])) >= 3
                and len(got.get("place/match", [])) >= 3)
     assert [m.header.stamp.sec for m in got["keypoints"]] == [11, 12, 13]
@@ -102,7 +103,7 @@ def test_bad_frames_are_counted_and_the_node_goes_on(graph, assets):
     empty = image(rgb, "rgb8", 23)
     empty.width = 0
     for msg in (bad_encoding, truncated, empty, image(rgb, "rgb8", 24)):
-        send(executor, publisher, node, msg)
+        send(executor, publisher, node, msg, done=True)
     spin_until(executor, lambda: any(m.header.stamp.sec == 24 for m in got.get("keypoints", [])))
     assert dict(node.stats.bad) == {"encoding": 1, "truncated": 1, "empty": 1}
     node.publish_diagnostics()
@@ -113,3 +114,59 @@ def test_bad_frames_are_counted_and_the_node_goes_on(graph, assets):
     spin_until(executor, lambda: latest().get("processed") == "1")  # earlier timer ticks may still be in flight
     values = latest()
     assert values["bad_frames"] == "3" and values["bad_frames.truncated"] == "1" and values["processed"] == "1"
+
+
+def test_a_frame_that_arrives_while_the_backbone_is_busy_is_dropped_and_deactivate_finishes_the_one_in_flight(
+        graph, assets):
+    node, publisher, executor, got = graph
+    rgb = next(read_frames(assets[0])).rgb
+    backbone, busy, release = node.pipeline.backbone, threading.Event(), threading.Event()
+
+    def held(frame):  # the backbone, kept busy until the test lets it go
+        busy.set()
+        assert release.wait(60)
+        return backbone(frame)
+
+    node.pipeline.backbone = held
+    send(executor, publisher, node, image(rgb, "rgb8", 31))
+    assert busy.wait(60)
+    send(executor, publisher, node, image(rgb, "rgb8", 32))
+    send(executor, publisher, node, image(rgb, "rgb8", 33))  # replaces 32, which waited
+    assert node.stats.skipped == 1 and node.stats.dropped == 3  # 32 dropped; 31 and 33 not done yet
+    release.set()
+    spin_until(executor, lambda: any(m.header.stamp.sec == 33 for m in got.get("keypoints", [])))
+    assert [m.header.stamp.sec for m in got["keypoints"]] == [31, 33]
+    assert (node.stats.received, node.stats.processed, node.stats.dropped, node.stats.finished) == (3, 2, 1, 3)
+
+    busy.clear()
+    release.clear()
+    send(executor, publisher, node, image(rgb, "rgb8", 34))
+    assert busy.wait(60)
+    threading.Timer(0.3, release.set).start()
+    node.trigger_deactivate()  # returns once frame 34 is out and the worker's threads are gone
+    assert node.state == "inactive" and node.stats.processed == 3
+    assert not any(t.name.startswith("perception-") for t in threading.enumerate())
+    spin_until(executor, lambda: any(m.header.stamp.sec == 34 for m in got.get("keypoints", [])))
+
+    node.pipeline.backbone = backbone
+    node.trigger_activate()
+    send(executor, publisher, node, image(rgb, "rgb8", 35), done=True)
+    spin_until(executor, lambda: any(m.header.stamp.sec == 35 for m in got.get("keypoints", [])))
+    assert [m.header.stamp.sec for m in got["keypoints"]] == [31, 33, 34, 35]
+
+
+def test_an_unexpected_error_in_a_frame_is_counted_and_the_node_goes_on(graph, assets):
+    node, publisher, executor, got = graph
+    rgb = next(read_frames(assets[0])).rgb
+    heads = node.pipeline.heads
+
+    def broken(result):
+        node.pipeline.heads = heads
+        raise RuntimeError("a bug in a head")
+
+    node.pipeline.heads = broken
+    send(executor, publisher, node, image(rgb, "rgb8", 41), done=True)
+    send(executor, publisher, node, image(rgb, "rgb8", 42), done=True)
+    spin_until(executor, lambda: any(m.header.stamp.sec == 42 for m in got.get("keypoints", [])))
+    assert dict(node.stats.bad) == {"internal": 1} and node.stats.processed == 1
+    assert [m.header.stamp.sec for m in got["keypoints"]] == [42]

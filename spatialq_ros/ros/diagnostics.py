@@ -16,6 +16,7 @@ class FrameStats:
         self.received = 0
         self.processed = 0
         self.cached = 0
+        self.skipped = 0  # dropped unprocessed: a newer frame took its place while the node was busy
         self.bad: Counter[str] = Counter()
         self._window = window
         self._latency_ms: deque[float] = deque(maxlen=window)
@@ -37,6 +38,12 @@ class FrameStats:
             self._done_at.append(time.monotonic())
             self._changed.notify_all()
 
+    def frame_dropped(self) -> None:
+        """A received frame given up unprocessed (a newer one replaced it while the node was busy)."""
+        with self._changed:
+            self.skipped += 1
+            self._changed.notify_all()
+
     def frame_bad(self, reason: str) -> None:
         with self._changed:
             self.bad[reason] += 1
@@ -44,18 +51,18 @@ class FrameStats:
 
     @property
     def finished(self) -> int:
-        """Frames the node is done with: processed or rejected."""
-        return self.processed + sum(self.bad.values())
+        """Frames the node is done with: processed, rejected or dropped."""
+        return self.processed + sum(self.bad.values()) + self.skipped
 
     def wait_finished(self, count: int, timeout: float) -> bool:
-        """Block until `count` frames are processed or rejected (lockstep replay); False on timeout."""
+        """Block until the node is done with `count` frames (lockstep replay); False on timeout."""
         with self._changed:
             return self._changed.wait_for(lambda: self.finished >= count, timeout)
 
     @property
     def dropped(self) -> int:
         """Frames the middleware delivered that were neither processed nor rejected (skipped while busy)."""
-        return max(0, self.received - self.finished)
+        return max(0, self.received - self.processed - sum(self.bad.values()))
 
     def to_message(self, stamp, name: str, hardware_id: str, extra: dict[str, str] | None = None) -> DiagnosticArray:
         with self._changed:

@@ -4,12 +4,17 @@ A lifecycle node (unattended robots: `autostart` configures and activates it at 
 decoding is `spatialq_ros.frames`, all perception is `perception.pipeline.Pipeline`; this file maps
 parameters, topics, headers and diagnostics. A frame it cannot use is counted and logged (throttled) and
 the node goes on; a bad parameter fails `configure` with one clear line instead of crashing.
+
+The executor thread only decodes frames. While active, a `FrameWorker` runs the backbone on a thread of
+its own and the heads and publishing on another, so one frame's heads and messages overlap the next
+frame's backbone; a frame that arrives while the backbone is busy replaces the one waiting (dropped).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import traceback
 
 import numpy as np
 import rclpy
@@ -21,6 +26,7 @@ from visualization_msgs.msg import MarkerArray
 
 from ..errors import SpatialqError
 from ..frames import BadFrame, decode_compressed, decode_image
+from ..perception.frame_worker import FrameWorker
 from ..runtime.factory import BACKENDS
 from .diagnostics import FrameStats
 from .lifecycle import AutostartNode
@@ -49,13 +55,16 @@ PARAMETERS = (
 
 class PerceptionNode(AutostartNode):
     PARAMETERS = PARAMETERS
+    _subscriptions_active: tuple | list = ()  # class defaults: destroy_node also meets a node whose
+    _worker: FrameWorker | None = None  # construction failed (a bad parameter) before __init__ set them
 
     def __init__(self, **kwargs) -> None:
         super().__init__("perception_node", **kwargs)
         self.stats = FrameStats()
         self.pipeline = None
         self.camera_info: CameraInfo | None = None
-        self._subscriptions_active: list = []
+        self._subscriptions_active = []
+        self._worker = None  # while active
         self._last_warning = 0.0
         self._frames = MutuallyExclusiveCallbackGroup()  # frames in one group, timers in another
         self.start()
@@ -83,14 +92,16 @@ class PerceptionNode(AutostartNode):
         info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS,
                                         callback_group=self._frames)
         self._subscriptions_active = [sub, info]
+        self._worker = FrameWorker(self._backbone, self._finish, on_drop=lambda frame: self.stats.frame_dropped(),
+                                   on_error=self._failed, name="perception")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._drop_subscriptions()
+        self._stop()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._drop_subscriptions()
+        self._stop()
         for pub in (self.keypoints_pub, self.match_pub, self.candidates_pub, self.place_markers_pub, self.mask_pub,
                     self.boundaries_pub, self.boundary_pub):
             self.destroy_lifecycle_publisher(pub)
@@ -98,13 +109,20 @@ class PerceptionNode(AutostartNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._drop_subscriptions()
+        self._stop()
         return TransitionCallbackReturn.SUCCESS
 
-    def _drop_subscriptions(self) -> None:
+    def destroy_node(self) -> None:
+        self._stop()
+        super().destroy_node()
+
+    def _stop(self) -> None:
+        """No more frames in; the frames inside the worker finish (their outputs still go out)."""
         for sub in self._subscriptions_active:
             self.destroy_subscription(sub)
         self._subscriptions_active = []
+        if self._worker is not None and not self._worker.stop():
+            self.get_logger().error("the frame worker did not stop within 30 s")
 
     def _build_pipeline(self, p: dict):
         from ..backbone.preprocess import parse_size
@@ -153,15 +171,28 @@ class PerceptionNode(AutostartNode):
         self.stats.frame_received()
         try:
             rgb = decode()
-            result = self.pipeline.process(rgb)
-            self._publish(header, rgb.shape, result)
         except BadFrame as exc:
             self._reject(exc.reason, str(exc))
             return
-        except SpatialqError as exc:
-            self._reject("processing", str(exc))
-            return
+        self._worker.submit((header, rgb))
+
+    def _backbone(self, frame):
+        """The worker's first stage, on its own thread: the backbone (ONNX Runtime runs without the GIL)."""
+        return self.pipeline.backbone(frame[1])
+
+    def _finish(self, frame, result) -> None:
+        """The worker's second stage: heads, outputs (stamped with the input header) and accounting."""
+        header, rgb = frame
+        self._publish(header, rgb.shape, self.pipeline.heads(result))
         self.stats.frame_processed(_age_ms(self, header), result.timings_ms, result.reused)
+
+    def _failed(self, frame, exc: Exception) -> None:
+        if isinstance(exc, SpatialqError):
+            self._reject("processing", str(exc))
+        else:  # a bug, not a bad frame: counted and logged in full, and the node goes on
+            self.get_logger().error("frame failed:\n" + "".join(traceback.format_exception(
+                type(exc), exc, exc.__traceback__)))
+            self._reject("internal", f"{type(exc).__name__}: {exc}")
 
     def _reject(self, reason: str, detail: str) -> None:
         self.stats.frame_bad(reason)
