@@ -189,9 +189,9 @@ class PerceptionNode(AutostartNode):
     def _failed(self, frame, exc: Exception) -> None:
         if isinstance(exc, SpatialqError):
             self._reject("processing", str(exc))
-        else:  # a bug, not a bad frame: counted and logged in full, and the node goes on
+        else:  # a bug, not a bad frame: counted and logged in full (throttled), and the node goes on
             self.get_logger().error("frame failed:\n" + "".join(traceback.format_exception(
-                type(exc), exc, exc.__traceback__)))
+                type(exc), exc, exc.__traceback__)), throttle_duration_sec=5.0)
             self._reject("internal", f"{type(exc).__name__}: {exc}")
 
     def _reject(self, reason: str, detail: str) -> None:
