@@ -130,13 +130,17 @@ def test_a_frame_that_arrives_while_the_backbone_is_busy_is_dropped_and_deactiva
     node.pipeline.backbone = held
     send(executor, publisher, node, image(rgb, "rgb8", 31))
     assert busy.wait(60)
-    send(executor, publisher, node, image(rgb, "rgb8", 32))
+    broken = image(rgb, "rgb8", 32)
+    broken.encoding = "32FC1"
+    send(executor, publisher, node, broken)
     send(executor, publisher, node, image(rgb, "rgb8", 33))  # replaces 32, which waited
     assert node.stats.skipped == 1 and node.stats.dropped == 3  # 32 dropped; 31 and 33 not done yet
+    assert not node.stats.bad  # 32 was dropped undecoded: a frame nobody will use costs no decode
     release.set()
     spin_until(executor, lambda: any(m.header.stamp.sec == 33 for m in got.get("keypoints", [])))
     assert [m.header.stamp.sec for m in got["keypoints"]] == [31, 33]
     assert (node.stats.received, node.stats.processed, node.stats.dropped, node.stats.finished) == (3, 2, 1, 3)
+    assert not node.stats.bad
 
     busy.clear()
     release.clear()

@@ -5,9 +5,10 @@ decoding is `spatialq_ros.frames`, all perception is `perception.pipeline.Pipeli
 parameters, topics, headers and diagnostics. A frame it cannot use is counted and logged (throttled) and
 the node goes on; a bad parameter fails `configure` with one clear line instead of crashing.
 
-The executor thread only decodes frames. While active, a `FrameWorker` runs the backbone on a thread of
-its own and the heads and publishing on another, so one frame's heads and messages overlap the next
-frame's backbone; a frame that arrives while the backbone is busy replaces the one waiting (dropped).
+The executor thread only takes frames in. While active, a `FrameWorker` decodes and runs the backbone on a
+thread of its own and the heads and publishing on another, so one frame's heads and messages overlap the
+next frame's backbone; a frame that arrives while the backbone is busy replaces the one waiting, which is
+dropped undecoded.
 """
 
 from __future__ import annotations
@@ -169,25 +170,24 @@ class PerceptionNode(AutostartNode):
 
     def _handle(self, header, decode) -> None:
         self.stats.frame_received()
-        try:
-            rgb = decode()
-        except BadFrame as exc:
-            self._reject(exc.reason, str(exc))
-            return
-        self._worker.submit((header, rgb))
+        self._worker.submit((header, decode))  # decoded by the worker: a frame dropped unused costs no decode
 
     def _backbone(self, frame):
-        """The worker's first stage, on its own thread: the backbone (ONNX Runtime runs without the GIL)."""
-        return self.pipeline.backbone(frame[1])
+        """The worker's first stage, on its own thread: decode, then the backbone (ONNX Runtime runs without
+        the GIL, so the previous frame's `_finish` runs meanwhile)."""
+        rgb = frame[1]()
+        return rgb.shape, self.pipeline.backbone(rgb)
 
-    def _finish(self, frame, result) -> None:
+    def _finish(self, frame, output) -> None:
         """The worker's second stage: heads, outputs (stamped with the input header) and accounting."""
-        header, rgb = frame
-        self._publish(header, rgb.shape, self.pipeline.heads(result))
+        header, (input_shape, result) = frame[0], output
+        self._publish(header, input_shape, self.pipeline.heads(result))
         self.stats.frame_processed(_age_ms(self, header), result.timings_ms, result.reused)
 
     def _failed(self, frame, exc: Exception) -> None:
-        if isinstance(exc, SpatialqError):
+        if isinstance(exc, BadFrame):
+            self._reject(exc.reason, str(exc))
+        elif isinstance(exc, SpatialqError):
             self._reject("processing", str(exc))
         else:  # a bug, not a bad frame: counted and logged in full (throttled), and the node goes on
             self.get_logger().error("frame failed:\n" + "".join(traceback.format_exception(
