@@ -137,7 +137,9 @@ def test_a_frame_that_arrives_while_the_backbone_is_busy_is_dropped_and_deactiva
     assert node.stats.skipped == 1 and node.stats.dropped == 3  # 32 dropped; 31 and 33 not done yet
     assert not node.stats.bad  # 32 was dropped undecoded: a frame nobody will use costs no decode
     release.set()
-    spin_until(executor, lambda: any(m.header.stamp.sec == 33 for m in got.get("keypoints", [])))
+    # a frame is counted just after its outputs go out, on the worker's thread: wait for both
+    spin_until(executor, lambda: any(m.header.stamp.sec == 33 for m in got.get("keypoints", []))
+               and node.stats.finished == 3)
     assert [m.header.stamp.sec for m in got["keypoints"]] == [31, 33]
     assert (node.stats.received, node.stats.processed, node.stats.dropped, node.stats.finished) == (3, 2, 1, 3)
     assert not node.stats.bad
@@ -171,6 +173,7 @@ def test_an_unexpected_error_in_a_frame_is_counted_and_the_node_goes_on(graph, a
     node.pipeline.heads = broken
     send(executor, publisher, node, image(rgb, "rgb8", 41), done=True)
     send(executor, publisher, node, image(rgb, "rgb8", 42), done=True)
-    spin_until(executor, lambda: any(m.header.stamp.sec == 42 for m in got.get("keypoints", [])))
+    spin_until(executor, lambda: any(m.header.stamp.sec == 42 for m in got.get("keypoints", []))
+               and node.stats.finished == 2)
     assert dict(node.stats.bad) == {"internal": 1} and node.stats.processed == 1
     assert [m.header.stamp.sec for m in got["keypoints"]] == [42]
