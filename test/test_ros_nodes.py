@@ -80,6 +80,16 @@ def test_bringup_refuses_bad_parameters_with_one_line(context, override, message
         create_profile_nodes("drone", context, overrides={"perception_node": override})
 
 
+def test_a_whole_number_given_for_a_double_parameter_is_taken_as_a_double(context):
+    nodes = create_profile_nodes("drone", context, overrides={"*": {"frame_cache_threshold": 0},
+                                                               "perception_node": {"size": "112x112"}})
+    try:
+        value = nodes[0].get_parameter("frame_cache_threshold").value
+        assert value == 0.0 and isinstance(value, float)
+    finally:
+        close_nodes(nodes)
+
+
 def test_bringup_command_bad_parameter_is_exit_2(capsys):
     assert main(["bringup", "drone", "--set", "size=100x100"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]

@@ -39,6 +39,7 @@ def create_profile_nodes(profile_name: str, context, *, params_file: str | None 
             params = node_parameters(params_file or prof.params_file, spec.name, ns)
             params.update(overrides.get("*", {}))
             params.update(overrides.get(spec.name, {}))
+            params = _as_declared(params, spec.node_class().PARAMETERS)
             params["use_sim_time"] = use_sim_time
             remaps = [arg for a, b in prof.remappings(spec, image_topic) for arg in ("-r", f"{a}:={b}")]
             node = spec.node_class()(context=context, namespace=ns, cli_args=["--ros-args", *remaps],
@@ -50,6 +51,12 @@ def create_profile_nodes(profile_name: str, context, *, params_file: str | None 
             node.destroy_node()
         raise
     return nodes
+
+
+def _as_declared(params: dict, specs) -> dict:
+    """`--set threshold=0` reads as an integer, which ROS refuses for a double parameter: widen it."""
+    floats = {spec.name for spec in specs if isinstance(spec.default, float)}
+    return {k: float(v) if k in floats and type(v) is int else v for k, v in params.items()}
 
 
 def _require_started(node) -> None:
