@@ -14,7 +14,8 @@ pytest.importorskip("rclpy")
 from ros_frames import write_compressed_bag, write_torture_bag  # noqa: E402
 from spatialq_ros.cli import main  # noqa: E402
 from spatialq_ros.point_cloud import cloud_rows  # noqa: E402
-from spatialq_ros.replay_report import read_outputs  # noqa: E402
+from spatialq_ros.replay_report import _throughput, read_outputs  # noqa: E402
+from spatialq_ros.ros.replay import ReplayResult  # noqa: E402
 from spatialq_ros.sim.bag import read_frames, read_masks  # noqa: E402
 from spatialq_ros.sim.simulate import SimConfig, simulate  # noqa: E402
 
@@ -94,6 +95,24 @@ def test_rate_mode_accounts_for_every_frame(flight):
     f = json.loads((report / "report.json").read_text())["frames"]
     assert f["published"] == FRAMES == f["processed"] + f["dropped"] + f["bad"]
     assert len(read_outputs(out)["/drone/keypoints"]) == f["processed"] >= 1
+    r = json.loads((report / "report.json").read_text())
+    assert r["offered_fps"] > 0 and (r["sustained_fps"] is None) == (f["processed"] < 2)
+
+
+def test_throughput_is_timed_from_the_first_output_to_the_last():
+    result = ReplayResult(arrivals={"/drone/field/mask": [5.0, 9.0], "/drone/keypoints": [10.0, 10.5, 11.0, 12.0]})
+    assert result.sustained_fps == 1.5  # keypoints first; start-up before 10 s and the wait after 12 s are not work
+    assert ReplayResult(arrivals={"/drone/keypoints": [3.0]}).sustained_fps is None
+
+
+@pytest.mark.parametrize("offered, reused, says", [
+    (40.0, 0, None), (10.0, 0, "measures the camera"), (40.0, 7, "7 frames reused the frame cache")])
+def test_the_report_says_what_bounds_the_throughput(offered, reused, says):
+    report = {"sustained_fps": 9.0, "fps_vs_backbone_limit": 0.45, "offered_vs_backbone_limit": offered / 20.0,
+              "offered_fps": offered, "frame_cache_reused": reused}
+    line = _throughput(report)[0]
+    assert "**0.45 x the backbone's limit**" in line
+    assert (says in line) if says else ("camera" not in line and "cache" not in line)
 
 
 def test_a_bag_of_every_encoding_and_broken_frames_replays_without_a_crash(flight):

@@ -40,6 +40,7 @@ OUTPUTS = {  # perception_node output (relative) -> (type, head that makes it)
     "field/mask": (Image, "field"), "field/boundaries": (MarkerArray, "field"),
     "field/boundary": (PolygonStamped, "field"),
 }
+PER_FRAME = ("keypoints", "place/match", "field/mask")  # one message per processed frame, in this order of preference
 INPUT_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage,
                "sensor_msgs/msg/CameraInfo": CameraInfo, "nav_msgs/msg/Odometry": Odometry}
 
@@ -50,8 +51,10 @@ class ReplayResult:
     processed: int = 0
     bad: dict = field(default_factory=dict)
     lost: int = 0  # lockstep: frames the node never received (best-effort transport)
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # first frame published -> last frame finished
+    offered_fps: float = 0.0  # frames published per second of publishing
     recorded: dict = field(default_factory=dict)  # absolute topic -> messages
+    arrivals: dict = field(default_factory=dict)  # per-frame output topic -> [wall s it arrived, per frame]
     latency_ms: dict = field(default_factory=dict)  # output topic -> [publish -> arrival, per frame]
     heads: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)  # the perception node's last /diagnostics values
@@ -63,6 +66,15 @@ class ReplayResult:
     @property
     def dropped(self) -> int:
         return self.published - self.processed - sum(self.bad.values())
+
+    @property
+    def sustained_fps(self) -> float | None:
+        """Outputs per second between the first frame's output and the last's: the node's throughput, free of
+        start-up and of the wait for the last frame (None with fewer than two outputs)."""
+        times = next((sorted(v) for suffix in PER_FRAME for t, v in self.arrivals.items() if t.endswith(suffix)), [])
+        if len(times) < 2 or times[-1] <= times[0]:
+            return None
+        return (len(times) - 1) / (times[-1] - times[0])
 
 
 @dataclass
@@ -236,9 +248,9 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
             if rate is None and not _wait_lockstep(stats, result.published, frame_timeout):
                 result.lost += 1
         bar.close()
-        if rate is not None:
-            _wait_idle(stats)
-        result.wall_s = time.perf_counter() - start_wall
+        result.offered_fps = result.published / max(time.perf_counter() - start_wall, 1e-9)
+        finished_at = _wait_idle(stats) if rate is not None else time.perf_counter()
+        result.wall_s = finished_at - start_wall
         diagnostics_before = recorder.counts.get("/diagnostics", 0)
         perception.publish_diagnostics()
         _wait_recorded(recorder, outputs, stats, diagnostics_before)
@@ -247,6 +259,8 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
         result.diagnostics = dict(recorder.last_diagnostics.get(perception.get_fully_qualified_name(), {}))
         result.latency_ms = {t: [1000.0 * (wall - published_at[s]) for s, wall in arrivals if s in published_at]
                              for t, arrivals in recorder.arrivals.items()}
+        result.arrivals = {t: [wall for s, wall in arrivals if s in published_at]
+                           for t, arrivals in recorder.arrivals.items() if t.endswith(PER_FRAME)}
         return result
     finally:
         if executor is not None:
@@ -295,22 +309,24 @@ def _wait_lockstep(stats, count: int, timeout: float) -> bool:
     return False
 
 
-def _wait_idle(stats, quiet: float = 1.0, timeout: float = 300.0) -> None:
-    """Rate mode: wait until the node has finished everything it received and nothing new arrives."""
-    end = time.monotonic() + timeout
-    last, since = -1, time.monotonic()
-    while time.monotonic() < end:
+def _wait_idle(stats, quiet: float = 1.0, timeout: float = 300.0) -> float:
+    """Rate mode: wait until the node has finished everything it received and nothing new arrives; returns
+    when (perf_counter) it finished the last frame, so the quiet wait is not counted as work."""
+    end = time.perf_counter() + timeout
+    last, since = None, time.perf_counter()
+    while time.perf_counter() < end:
         state = (stats.received, stats.finished)
         if state != last:
-            last, since = state, time.monotonic()
-        elif state[0] == state[1] and time.monotonic() - since > quiet:
-            return
+            last, since = state, time.perf_counter()
+        elif state[0] == state[1] and time.perf_counter() - since > quiet:
+            break
         time.sleep(0.05)
+    return since
 
 
 def _wait_recorded(recorder: _Recorder, outputs: dict, stats, diagnostics_before: int, timeout: float = 20.0) -> None:
     """Outputs are reliable: wait until every processed frame's messages are in the bag (and the last diagnostics)."""
-    per_frame = [t for t in outputs if t.endswith(("keypoints", "place/match", "field/mask"))]
+    per_frame = [t for t in outputs if t.endswith(PER_FRAME)]
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         with recorder.lock:
