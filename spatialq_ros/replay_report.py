@@ -212,7 +212,9 @@ def _throughput(report: dict) -> list[str]:
         return []
     line = (f"- sustained {report['sustained_fps']} frames/s (first output -> last) = "
             f"**{report['fps_vs_backbone_limit']} x the backbone's limit** (1 / backbone p50)")
-    if report["offered_vs_backbone_limit"] < 1.0:
+    if report["mode"] == "lockstep":
+        line += "; lockstep sends a frame only once the last is done, so frames never overlap (`--rate` does)"
+    elif report["offered_vs_backbone_limit"] < 1.0:
         line += (f"; the frames came at only {report['offered_vs_backbone_limit']} x that limit, so this measures "
                  "the camera, not the node (replay faster with `--rate`)")
     if report["frame_cache_reused"]:

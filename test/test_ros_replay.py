@@ -105,14 +105,15 @@ def test_throughput_is_timed_from_the_first_output_to_the_last():
     assert ReplayResult(arrivals={"/drone/keypoints": [3.0]}).sustained_fps is None
 
 
-@pytest.mark.parametrize("offered, reused, says", [
-    (40.0, 0, None), (10.0, 0, "measures the camera"), (40.0, 7, "7 frames reused the frame cache")])
-def test_the_report_says_what_bounds_the_throughput(offered, reused, says):
-    report = {"sustained_fps": 9.0, "fps_vs_backbone_limit": 0.45, "offered_vs_backbone_limit": offered / 20.0,
-              "offered_fps": offered, "frame_cache_reused": reused}
+@pytest.mark.parametrize("mode, offered, reused, says", [
+    ("rate 4x", 40.0, 0, None), ("rate 1x", 10.0, 0, "measures the camera"),
+    ("rate 4x", 40.0, 7, "7 frames reused the frame cache"), ("lockstep", 9.0, 0, "frames never overlap")])
+def test_the_report_says_what_bounds_the_throughput(mode, offered, reused, says):
+    report = {"mode": mode, "sustained_fps": 9.0, "fps_vs_backbone_limit": 0.45, "offered_fps": offered,
+              "offered_vs_backbone_limit": offered / 20.0, "frame_cache_reused": reused}
     line = _throughput(report)[0]
     assert "**0.45 x the backbone's limit**" in line
-    assert (says in line) if says else ("camera" not in line and "cache" not in line)
+    assert (says in line) if says else not any(w in line for w in ("camera", "cache", "lockstep"))
 
 
 def test_a_bag_of_every_encoding_and_broken_frames_replays_without_a_crash(flight):
