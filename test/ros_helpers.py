@@ -19,7 +19,7 @@ def send(executor, publisher, node, msg, done=False):
     before = node.stats.received
     while node.stats.received == before:
         publisher.publish(msg)
-        end = time.monotonic() + 0.5
+        end = time.monotonic() + 2.0  # a resend that crosses a slow delivery would arrive twice
         while time.monotonic() < end and node.stats.received == before:
             executor.spin_once(timeout_sec=0.05)
     if done:
