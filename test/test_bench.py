@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from spatialq_ros.bench.gemm_peak import GemmPeak
 from spatialq_ros.cli import main
 
 ENGINES = {"torch-fp32", "ort-fp32", "ort-int8-dynamic", "ort-int8-static-minmax", "spatialq-w4a8-qdq",
@@ -17,10 +20,13 @@ def test_bench_rows_table_and_plot(tmp_path, monkeypatch, capsys):
                  "--out", str(out), "--json", str(rows_file)]) == 0
     rows = json.loads(rows_file.read_text())
     assert {r["engine"] for r in rows} == ENGINES
+    peaks = _peaks((out / "bench.md").read_text())  # the peaks the table prints are the ones the rows divide by
     for r in rows:
         assert {"engine", "size", "p50_ms", "p95_ms", "fps", "rss_mb", "model_mb", "cosine"} <= set(r)
         assert r["size"] == "56x56" and r["p95_ms"] >= r["p50_ms"] > 0
         assert (r["rss_mb"] is None) == (r["engine"] == "torch-fp32")
+        assert r["peak_fraction"] == pytest.approx(r["gops"] / peaks["int8" if "int8" in r["engine"]
+                                                                     or "w4a8" in r["engine"] else "fp32"], rel=0.01)
     by = {r["engine"]: r for r in rows}
     assert by["ort-fp32"]["cosine"] > 0.9999  # the same float model through another runtime
     assert by["spatialq-w4a8-int4"]["model_mb"] < 0.6 * by["spatialq-w4a8-qdq"]["model_mb"]
@@ -32,3 +38,18 @@ def test_bench_rows_table_and_plot(tmp_path, monkeypatch, capsys):
     assert node[0]["sustained_fps"] > 0 and node[0]["overload_published"] > node[0]["sustained_fps"]
     assert 0 < node[0]["fps_vs_backbone_limit"] < 1.5  # processed frames can't beat the backbone by much
     assert "The deploy process: perception_node" in table
+
+
+def _peaks(table: str) -> dict[str, float]:
+    line = next(line for line in table.splitlines() if line.startswith("Machine:"))
+    return {"fp32": float(line.split("FP32 peak ")[1].split()[0]), "int8": float(line.split("INT8 peak ")[1].split()[0])}
+
+
+def test_a_gemm_peak_keeps_its_best_turn():
+    gemm = GemmPeak("int8", threads=1)
+    first = gemm.gops
+    for _ in range(3):
+        gemm.run()
+    assert gemm.gops >= first > 0 and gemm.gops == pytest.approx(2 * 1024**3 / gemm.best_s / 1e9)
+    with pytest.raises(ValueError, match="fp32 or int8"):
+        GemmPeak("fp16")

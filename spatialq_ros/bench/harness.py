@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -14,7 +14,7 @@ from ..metrics.erqa import erqa
 from ..viz.feature_pca import PcaProjection, pca_rgb
 from ..viz.pictures import upscale_nearest
 from . import baselines
-from .gemm_peak import vit_gmacs
+from .gemm_peak import GemmPeak, vit_gmacs
 from .rss import deploy_rss_mb
 
 INT8_ENGINES = ("ort-int8-dynamic", "ort-int8-static-minmax", "spatialq-w4a8-qdq", "spatialq-w4a8-int4",
@@ -32,7 +32,8 @@ class BenchRow:
     model_mb: float
     cosine: float
     erqa: float
-    peak_fraction: float
+    gops: float  # effective rate: the model's multiply-accumulates x 2 x frames/s, in G operations/s
+    peak_fraction: float = float("nan")  # gops / the GEMM peak of its kind (`with_peak_fractions`)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -74,9 +75,10 @@ def engines_for(artifact: Path, torch_model, images: list[np.ndarray], work: Pat
     }
 
 
-def measure(engines: dict, images: list[np.ndarray], size: tuple[int, int], config, peaks: dict[str, float],
+def measure(engines: dict, images: list[np.ndarray], size: tuple[int, int], config, peaks: dict[str, GemmPeak],
             checkpoint_mb: float, threads: int) -> list[BenchRow]:
-    """Round-robin over engines for every frame (order rotated), so machine noise hits all alike."""
+    """Round-robin over engines for every frame (order rotated), so machine noise hits all alike; the GEMM
+    peaks take their turn too, so they are timed through the same noise."""
     names = list(engines)
     for name in names:
         engines[name][0](images[0])  # warm-up: lazy allocations and kernel selection
@@ -88,6 +90,8 @@ def measure(engines: dict, images: list[np.ndarray], size: tuple[int, int], conf
             out = engines[name][0](x)
             times[name].append(time.perf_counter() - t)
             outputs[name].append(out)
+        for gemm in peaks.values():
+            gemm.run()
     reference = outputs["torch-fp32"]
     grid = (size[1] // 14, size[0] // 14)
     # ERQA compares feature pictures: every engine's are rendered with the reference's projection, so the
@@ -105,12 +109,17 @@ def measure(engines: dict, images: list[np.ndarray], size: tuple[int, int], conf
                                for o, p in zip(out, ref_pictures)]))
         path = engines[name][1]
         fps = 1000.0 / float(np.median(t))
-        peak = peaks["int8"] if name in INT8_ENGINES else peaks["fp32"]
         rows.append(BenchRow(name, f"{size[0]}x{size[1]}", float(np.median(t)), float(np.percentile(t, 95)), fps,
                              deploy_rss_mb(path, size, threads=threads) if path else None,
                              (path.stat().st_size / 1e6) if path else checkpoint_mb, cosine, score,
-                             gmacs * 2 * fps / peak))
+                             gmacs * 2 * fps))
     return rows
+
+
+def with_peak_fractions(rows: list[BenchRow], peaks: dict[str, GemmPeak]) -> list[BenchRow]:
+    """Each row's effective rate against the best GEMM rate of its kind seen over the whole run."""
+    return [replace(r, peak_fraction=r.gops / peaks["int8" if r.engine in INT8_ENGINES else "fp32"].gops)
+            for r in rows]
 
 
 def patch_cosine(a: np.ndarray, b: np.ndarray) -> float:

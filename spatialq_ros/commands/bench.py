@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from ..backbone.checkpoint import default_backbone, load_backbone
     from ..backbone.preprocess import parse_size, preprocess
     from ..banner import warn_untrained
-    from ..bench.gemm_peak import fp32_gflops, int8_gops
-    from ..bench.harness import engines_for, measure
+    from ..bench.gemm_peak import GemmPeak
+    from ..bench.harness import engines_for, measure, with_peak_fractions
     from ..bench.hover import hover_section, run_hover
     from ..cli import main
     from ..errors import SpatialqError
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     given = None
     if args.artifact:
         given = (tuple(artifact_meta(args.artifact)["size"]), Path(args.artifact))
-    peaks = {"fp32": fp32_gflops(threads=args.threads), "int8": int8_gops(threads=args.threads)}
+    peaks = {kind: GemmPeak(kind, args.threads) for kind in ("fp32", "int8")}
     checkpoint_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6
     rows, hover, node = [], [], []
     with tempfile.TemporaryDirectory(prefix="spatialq-bench-") as tmp:
@@ -90,10 +90,12 @@ def run(args: argparse.Namespace) -> int:
                 node.append(_node_figures(artifact, size, [f.rgb for f in read_frames(bag)][-8:]))
             if args.hover_frames:
                 hover.append(run_hover(artifact, size, work, args.hover_frames, threshold, args.threads))
+    rows = with_peak_fractions(rows, peaks)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, FP32 peak {peaks['fp32']:.0f} GFLOP/s, " \
-              f"INT8 peak {peaks['int8']:.0f} GOP/s (1024^3 GEMM)"
+    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, FP32 peak {peaks['fp32'].gops:.0f} " \
+              f"GFLOP/s, INT8 peak {peaks['int8'].gops:.0f} GOP/s (1024^3 GEMM, best of the turns it took " \
+              "between the engines)"
     table = _table(rows, machine, info.trained) + hover_section(hover) + _node_section(node)
     write_atomic(out / "bench.md", table.encode())
     if hover:
