@@ -131,16 +131,21 @@ def test_artifact_onnx_matches_torch(frames, tmp_path, depth, tolerance):
 
 def test_cpu_graph_attention_is_one_kernel_and_agrees_with_qdq(frames, tmp_path):
     """Every graph spells GELU as the one Gelu op; only the cpu graph uses ORT's MultiHeadAttention (the others
-    stay standard ONNX for TensorRT), and it computes what the qdq graph computes, register tokens included."""
+    stay standard ONNX for TensorRT), and it computes what the qdq graph computes, register tokens included.
+    The fp32 and cpu graphs fold LayerScale into the Linear before it, negative gammas included."""
     rgbs, images = frames
     depth = 2
     model = outlier_model(depth=depth, arch="vits14_reg4")
+    with torch.no_grad():
+        model.blocks[0].ls1.gamma[::3] *= -1
     q, _ = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(method="minmax"), progress=False)
     write_artifact(tmp_path, q, model, {"method": "minmax", "arch": "vits14_reg4-d2", "trained": False}, SIZE, -1)
     for path in ("fp32.onnx", "model.onnx", "model_int4.onnx", "model_cpu.onnx"):
         nodes = onnx.load(tmp_path / path).graph.node
         ops = Counter(n.op_type for n in nodes)
         assert ops["Gelu"] == depth and "Erf" not in ops, path
+        layer_scale_muls = sum(n.op_type == "Mul" and n.output[0].rsplit("_", 1)[0].endswith(".ls") for n in nodes)
+        assert layer_scale_muls == (0 if path in ("fp32.onnx", "model_cpu.onnx") else 2 * depth), path
         if path == "model_cpu.onnx":
             assert ops["MultiHeadAttention"] == depth and "Softmax" not in ops
         else:

@@ -13,7 +13,7 @@ The input size is fixed at export: the interpolated position embedding is a cons
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -169,20 +169,20 @@ def build_graph(spec: GraphSpec, tensors: dict[str, np.ndarray], linears: dict[s
         qkv = b.linear(h, linears[pre + "attn.qkv"], pre + "qkv")
         if i == spec.facet_layer % spec.depth:
             facet = b.op("Slice", [qkv, b.ints([1 + r, 2 * c]), b.ints([t, 3 * c]), b.ints([1, 2])], "value_facet_s")
-        o = b.linear(_attention(b, qkv, t, heads, hd, pre), linears[pre + "attn.proj"], pre + "proj")
-        x = b.op("Add", [x, b.op("Mul", [o, b.const(tensors[pre + "ls1.gamma"], "ls1")], pre + "ls1")], pre + "res1")
+        x = _residual(b, x, _attention(b, qkv, t, heads, hd, pre), linears[pre + "attn.proj"],
+                      tensors[pre + "ls1.gamma"], pre + "proj", pre + "res1")
         h = _layernorm(b, x, tensors, pre + "norm2")
         if spec.ffn == "swiglu":
             h = b.linear(h, linears[pre + "mlp.w12"], pre + "w12")
             hidden = linears[pre + "mlp.w12"].bias.shape[0] // 2
             x1, x2 = b.op("Split", [h, b.ints([hidden, hidden])], pre + "split", n_out=2, axis=-1)
             silu = b.op("Mul", [x1, b.op("Sigmoid", [x1], pre + "sig")], pre + "silu")
-            h = b.linear(b.op("Mul", [silu, x2], pre + "glu"), linears[pre + "mlp.w3"], pre + "w3")
+            x = _residual(b, x, b.op("Mul", [silu, x2], pre + "glu"), linears[pre + "mlp.w3"],
+                          tensors[pre + "ls2.gamma"], pre + "w3", pre + "res2")
         else:
             h = b.linear(h, linears[pre + "mlp.fc1"], pre + "fc1")
             gelu = b.op("Gelu", [h], pre + "gelu", approximate="none")  # one kernel, not Erf + 3 Mul + Add
-            h = b.linear(gelu, linears[pre + "mlp.fc2"], pre + "fc2")
-        x = b.op("Add", [x, b.op("Mul", [h, b.const(tensors[pre + "ls2.gamma"], "ls2")], pre + "ls2")], pre + "res2")
+            x = _residual(b, x, gelu, linears[pre + "mlp.fc2"], tensors[pre + "ls2.gamma"], pre + "fc2", pre + "res2")
         if pre + "qwt.weight" in tensors:
             x = b.op("Add", [x, _float_linear(b, block_in, tensors, pre + "qwt")], pre + "compensated")
     x = _layernorm(b, x, tensors, "norm")
@@ -202,6 +202,27 @@ def build_graph(spec: GraphSpec, tensors: dict[str, np.ndarray], linears: dict[s
     model = helper.make_model(graph, opset_imports=opsets, producer_name="spatialq_ros", ir_version=IR_VERSION)
     onnx.checker.check_model(model)
     return model
+
+
+def _residual(b: _Builder, x: str, branch: str, lw: LinearWeights, gamma: np.ndarray, hint: str, name: str) -> str:
+    """x + gamma * Linear(branch): the residual add after a block's LayerScale. The fp32 and cpu graphs fold
+    gamma into the Linear's output channels (float weights; MatMulIntegerToFloat's per-channel weight scale,
+    which takes any sign), one Mul fewer per branch. The QDQ graphs keep the Mul: a DequantizeLinear scale must
+    stay positive for TensorRT, and a LayerScale gamma need not be; TensorRT fuses the Mul anyway."""
+    gamma = gamma.astype(np.float32)
+    if b.kind in ("fp32", "cpu"):
+        return b.op("Add", [x, b.linear(branch, _layer_scaled(lw, gamma), hint)], name)
+    scaled = b.op("Mul", [b.linear(branch, lw, hint), b.const(gamma, hint + ".gamma")], hint + ".ls")
+    return b.op("Add", [x, scaled], name)
+
+
+def _layer_scaled(lw: LinearWeights, gamma: np.ndarray) -> LinearWeights:
+    """The Linear whose outputs are gamma times lw's: every output channel's weight (or weight scale) and bias."""
+    return replace(
+        lw, bias=lw.bias * gamma,
+        weight=None if lw.weight is None else lw.weight * gamma[:, None],
+        weight_scale=None if lw.weight_scale is None else lw.weight_scale * gamma,
+        float_weight=None if lw.float_weight is None else lw.float_weight * gamma[:, None])
 
 
 def _attention(b: _Builder, qkv: str, t: int, heads: int, hd: int, pre: str) -> str:
