@@ -75,6 +75,22 @@ def test_gplq_beats_minmax_on_the_outlier_model(frames):
     assert scores["gplq"] > scores["gplq nearest"] > scores["minmax"], scores  # error feedback helps too
 
 
+def test_stage_one_in_passes_of_one_frame_takes_the_same_steps(frames):
+    """Stage 1 splits a batch into passes to bound memory at large sizes. The passes add up to the batch's loss
+    (the first batch's, before any step, to float rounding); after an AdamW step, whose update divides by
+    the gradient's own size, near-zero gradient entries that differ by rounding move the scales apart by
+    about one learning rate."""
+    torch.set_num_threads(2)
+    rgbs, images = frames
+    model = outlier_model(depth=2)
+    logs = [calibrate(model, images[:16], rgbs[:16], CalibrationConfig(pass_tokens=tokens, error_feedback=False),
+                      progress=False)[1] for tokens in (10**6, 1)]
+    assert len(logs[0].losses) == 2 and logs[0].losses[0] == pytest.approx(logs[1].losses[0], rel=1e-6)
+    assert logs[0].losses[1] == pytest.approx(logs[1].losses[1], rel=1e-2)
+    for name, scale in logs[0].act_scales.items():
+        assert logs[1].act_scales[name] == pytest.approx(scale, rel=1e-3), name
+
+
 def test_massive_activation_channels_stay_float(frames):
     """The outlier model's high-norm unit (thousands, at ~2 % of tokens) survives only as a float channel:
     one INT8 scale either clips it, erasing those tokens, or spends all its codes on it."""

@@ -38,6 +38,7 @@ class CalibrationConfig:
     alpha: float = 0.5  # post-LayerNorm folding strength (1.0 = RepQ-ViT)
     act_percentile: float = 99.99
     batch_size: int = 8
+    pass_tokens: int = 2400  # stage 1 runs a batch in passes of at most this many tokens (memory ~ tokens)
     lr_scales: float = 1e-5
     lr_weights: float = 1e-6  # GPLQ lets the FP32 weights drift a little; 0 freezes them
     beta: float = 2.0  # feature-edge weight
@@ -191,34 +192,49 @@ def _activation_qat(student, teacher, batches, rgbs, config, progress, step) -> 
     losses = []
     offset = 0
     bar = tqdm(list(zip(batches, targets)), desc="stage 1: activation QAT", unit="batch", disable=not progress)
+    tokens_per_frame = finals.shape[1] * finals.shape[2] + 1  # patches + CLS (registers: a few more)
+    frames_per_pass = max(1, config.pass_tokens // tokens_per_frame)
     for i, (batch, target) in enumerate(bar):
         n = len(batch)
         weights = spatial_weights(target.patch_tokens, corners[offset : offset + n], config.beta, config.gamma)
         offset += n
-        out = student.extract(batch, layers=blocks)
-        loss = _mimic(out.patch_tokens, target.patch_tokens, bases["final"], weights)
-        loss = loss + _mimic(out.cls_token, target.cls_token, bases["cls"], None)
-        for b in blocks:
-            loss = loss + _mimic(out.intermediate[b], target.intermediate[b], bases[b], weights)
+        terms = [("final", lambda o: o.patch_tokens, target.patch_tokens, weights),
+                 ("cls", lambda o: o.cls_token, target.cls_token, None)]
+        terms += [(b, lambda o, b=b: o.intermediate[b], target.intermediate[b], weights) for b in blocks]
+        norms = {key: _norm(teacher_out, bases[key]) for key, _, teacher_out, _ in terms}
         optimizer.zero_grad()
-        loss.backward()
+        loss_value = 0.0
+        # The batch's loss is a sum over frames, so passes of a few frames each add up to the same
+        # gradient; a 448x448 batch of 8 in one pass kept ~10 GB of activations for backward.
+        for part in (slice(j, j + frames_per_pass) for j in range(0, n, frames_per_pass)):
+            out = student.extract(batch[part], layers=blocks)
+            loss = sum(_mimic(pick(out), teacher_out[part], bases[key], None if w is None else w[part], norms[key])
+                       for key, pick, teacher_out, w in terms)
+            loss.backward()
+            loss_value += float(loss.detach())
         optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append(loss_value)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         step("stage 1", i + 1, len(batches))
     student.eval()
     return losses
 
 
-def _mimic(student, teacher, basis, weights) -> torch.Tensor:
-    """Weighted ||(f_s - mu) V - (f_t - mu) V||^2, relative to the teacher's projected energy."""
+def _norm(teacher: torch.Tensor, basis) -> float:
+    """What a mimicking term is divided by: the whole batch's token count x its mean projected energy."""
     mean, v = basis
-    ps, pt = (student - mean) @ v, (teacher - mean) @ v
-    err = (ps - pt).pow(2).sum(dim=-1)
-    energy = pt.pow(2).sum(dim=-1).mean().clamp_min(1e-8)
+    energy = ((teacher - mean) @ v).pow(2).sum(dim=-1)
+    return energy.numel() * float(energy.mean().clamp_min(1e-8))
+
+
+def _mimic(student, teacher, basis, weights, norm: float) -> torch.Tensor:
+    """Weighted ||(f_s - mu) V - (f_t - mu) V||^2 summed over these frames' tokens, over `_norm` of the batch:
+    the error relative to the teacher's projected energy."""
+    mean, v = basis
+    err = ((student - mean) @ v - (teacher - mean) @ v).pow(2).sum(dim=-1)
     if weights is not None:
         err = err * weights
-    return err.mean() / energy
+    return err.sum() / norm
 
 
 @torch.no_grad()
