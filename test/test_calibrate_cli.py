@@ -36,6 +36,28 @@ def test_calibrate_writes_a_complete_artifact(bag, tmp_path, capsys):
     assert len(report["fidelity"]["minmax"]["block_cosine"]) == 12 and (out / "block_cosine.png").exists()
     assert "UNTRAINED" in (out / "report.md").read_text() and "UNTRAINED" in capsys.readouterr().out
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".art")]
+    heads = report["heads"]  # the simulated bag has masks and poses: every head is scored, per model
+    assert set(heads) == {"FP32", "minmax W4A8"} and {"keypoints", "field", "place"} <= set(heads["FP32"])
+    assert heads["FP32"]["keypoints"]["repeatability"] == heads["minmax W4A8"]["keypoints"]["repeatability"]
+    assert heads["FP32"]["place"]["top1_as_fp32"] == 1.0 and heads["FP32"]["place"]["queries"] == 2
+    assert 0 <= heads["minmax W4A8"]["field"]["boundary_f"] <= 1 and heads["FP32"]["field"]["frames"] == 2
+    assert "## Heads on the held-out frames (2)" in (out / "report.md").read_text()
+
+
+def test_calibrating_on_images_scores_the_heads_that_need_no_ground_truth(bag, tmp_path):
+    from spatialq_ros.sim.bag import read_frames
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, frame in enumerate(read_frames(bag)):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "art"
+    assert main(["calibrate", "--images", str(folder), "--size", "56x56", "--frames", "6", "--holdout", "2",
+                 "--method", "minmax", "--out", str(out)]) == 0
+    heads = json.loads((out / "report.json").read_text())["heads"]
+    assert set(heads["FP32"]) == {"keypoints"} and heads["minmax W4A8"]["keypoints"]["frames"] == 2
+    md = (out / "report.md").read_text()
+    assert "Field boundaries: not scored" in md and "Place recognition: not scored" in md
 
 
 @pytest.mark.parametrize("args, message", [

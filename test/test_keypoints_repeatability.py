@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from spatialq_ros.metrics.repeatability import repeatability
+from spatialq_ros.metrics.repeatability import matching_accuracy, repeatability
 from spatialq_ros.perception.keypoints import KeypointConfig, detect
 
 SHIFT = 20  # px: 1 cell + 6 px, so the dots land at another offset inside their new cells
@@ -74,3 +74,15 @@ def test_detector_on_a_shifted_image_repeats_exactly_where_expected():
     kept_dot = (kp_a.row * 16 + kp_a.col) % 2 == 0
     assert visible.sum() == 15 * 16 and (visible & kept_dot).sum() == 8 * 16
     assert repeatability(kp_a.uv, kp_half.uv, h, (224, 224)) == 8 / 15
+
+
+def test_matching_accuracy_counts_mutual_matches_that_land_where_the_homography_says():
+    uv = np.array([[10.0, 10.0], [40.0, 12.0], [25.0, 40.0], [50.0, 50.0]])
+    desc = np.eye(4, dtype=np.float32)
+    shift = translation(5, -3)
+    moved = uv + [5, -3]
+    assert matching_accuracy(uv, desc, moved, desc, shift, (64, 64)) == 1.0
+    swapped = desc[[1, 0, 2, 3]]  # two descriptors traded places: those two mutual matches land wrong
+    assert matching_accuracy(uv, desc, moved, swapped, shift, (64, 64)) == 0.5
+    far = translation(500, 0)  # nothing of A is visible in B
+    assert math.isnan(matching_accuracy(uv, desc, moved, desc, far, (64, 64)))

@@ -182,6 +182,8 @@ def test_calibration_node_from_a_bag_writes_the_artifact_and_reports_progress(co
         quant = json.loads((out / "quant.json").read_text())
         assert quant["method"] == "minmax" and quant["calibration"]["frames"] == 4
         assert quant["calibration"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # auto
+        heads = json.loads((out / "report.json").read_text())["heads"]  # the bag's masks and poses scored them
+        assert {"keypoints", "field", "place"} <= set(heads["minmax W4A8"])
         spin_until(executor, lambda: any(s.values and any(kv.key == "phase" and kv.value == "done" for kv in s.values)
                                          for m in got for s in m.status), timeout=10)
         assert not [p for p in tmp_path.iterdir() if p.name != "artifact"]  # no temp folders left behind

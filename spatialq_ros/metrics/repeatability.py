@@ -31,6 +31,25 @@ def repeatability(uv_a: np.ndarray, uv_b: np.ndarray, homography: np.ndarray, si
     return float(np.mean(nearest <= eps))
 
 
+def matching_accuracy(uv_a: np.ndarray, desc_a: np.ndarray, uv_b: np.ndarray, desc_b: np.ndarray,
+                      homography: np.ndarray, size_b: tuple[int, int], eps: float = 3.0) -> float:
+    """The share of mutual nearest-neighbour descriptor matches (unit rows, by dot product) between A's
+    visible keypoints and B's that land within `eps` px of where the homography puts them: what the
+    descriptors, not the detector, get right. NaN when there is no match to judge."""
+    homography = np.asarray(homography, np.float64) / homography[2, 2]
+    a_in_b = _warp(uv_a, homography)
+    visible = _inside(a_in_b, size_b)
+    if not visible.any() or len(uv_b) == 0:
+        return float("nan")
+    similarity = np.asarray(desc_a, np.float32)[visible] @ np.asarray(desc_b, np.float32).T
+    best_b, best_a = similarity.argmax(axis=1), similarity.argmax(axis=0)
+    mutual = best_a[best_b] == np.arange(len(best_b))
+    if not mutual.any():
+        return float("nan")
+    gap = np.linalg.norm(a_in_b[visible][mutual] - np.asarray(uv_b, np.float64)[best_b[mutual]], axis=1)
+    return float(np.mean(gap <= eps))
+
+
 def _warp(uv: np.ndarray, homography: np.ndarray) -> np.ndarray:
     uv = np.asarray(uv, np.float64).reshape(-1, 2)
     p = np.c_[uv, np.ones(len(uv))] @ homography.T

@@ -52,8 +52,9 @@ class CalibrationJob:
 
 
 def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: bool = True,
-                    on_step: Callable[[str, int, int], None] | None = None) -> dict:
-    """RGB frames (calibration + held-out) -> artifact folder at job.out; returns the report."""
+                    on_step: Callable[[str, int, int], None] | None = None, truth=None) -> dict:
+    """RGB frames (calibration + held-out) -> artifact folder at job.out; returns the report.
+    truth: the frames' ground-truth masks and poses (`head_report.read_flight_truth`), for the heads' scores."""
     import torch
 
     from ..atomic import atomic_dir
@@ -64,6 +65,7 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
     from .artifact import write_artifact
     from .device import device_name, exact_float32, resolve_device
     from .gplq import CalibrationConfig, calibrate
+    from .head_report import head_scores
     from .report import fidelity, plot_block_cosine
 
     job.check_output()
@@ -108,6 +110,8 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
                                                   progress=False, device=device)
             report["holdout_frames"] = len(held)
             report["fidelity"] = {name: fidelity(model, m, held) for name, m in compared.items()}
+            report["heads"] = head_scores({"FP32": model, **{f"{n} W4A8": m for n, m in compared.items()}}, rgbs,
+                                          job.frames, truth, job.facet_layer)
             plot_block_cosine(report["fidelity"], tmp / "block_cosine.png")
             write_pca_comparison(tmp / "pca_holdout.png", model, compared, held[:1], rgbs[job.frames])
             engine = OnnxEngine(tmp, "qdq")
@@ -205,4 +209,33 @@ def _markdown(report: dict, quant: dict, info, warning: str) -> str:
                   "![per-block cosine](block_cosine.png)", "",
                   "Held-out frame: RGB | FP32 | " + " | ".join(f"{n} W4A8" for n in report["fidelity"]) +
                   " (feature PCA, one projection fitted on FP32)", "", "![pca](pca_holdout.png)"]
+        lines += _heads_markdown(report["heads"])
     return "\n".join(lines) + "\n"
+
+
+def _heads_markdown(heads: dict) -> list[str]:
+    from .head_report import MAP_FRAMES, WARP_DEG, WARP_SHIFT
+
+    first = next(iter(heads.values()))
+    lines = ["", f"## Heads on the held-out frames ({first['keypoints']['frames']})", "",
+             f"Each model with the field head and the map it would be deployed with, fitted on its own features of "
+             f"the last {MAP_FRAMES} calibration frames at most. Keypoints: the frame against itself rotated "
+             f"{WARP_DEG} deg and shifted {WARP_SHIFT} px. Their locations come from image gradients, so "
+             "repeatability is the same for every model; descriptor matching (mutual nearest neighbours that "
+             "land within 3 px) is where quantization shows.", "",
+             "| model | keypoint repeatability | descriptor matching | field boundary F | field IoU | VPR R@1 | "
+             "VPR R@5 | top-1 place as FP32 |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, h in heads.items():
+        k, f, p = h["keypoints"], h.get("field"), h.get("place")
+        lines.append(f"| {name} | {k['repeatability']:.3f} | {k['matching_accuracy']:.3f} | "
+                     + (f"{f['boundary_f']:.3f} | {f['iou']:.3f} | " if f else "- | - | ")
+                     + (f"{p['recall@1']:.3f} | {p['recall@5']:.3f} | {p['top1_as_fp32']:.3f} |" if p else "- | - | - |"))
+    if "field" not in first:
+        lines += ["", "Field boundaries: not scored (the bag has no ground-truth field masks)."]
+    if "place" not in first:
+        lines += ["", "Place recognition: not scored (the bag has no poses)."]
+    else:
+        p = first["place"]
+        lines += ["", f"Place recognition: {p['queries']} held-out queries against {p['map_places']} map places; "
+                  f"a match within {p['threshold_m']:g} m is right (nan: no query has a place that close)."]
+    return lines

@@ -115,10 +115,14 @@ class CalibrationNode(AutostartNode):
         self._worker.start()
 
     def _calibrate(self, frames) -> None:
+        from ..quant.head_report import read_flight_truth
         from ..quant.job import run_calibration
 
+        bag = self.params["bag"]
         try:
-            report = run_calibration(self.job, frames(), progress=False,
+            truth = read_flight_truth(bag, self.params["bag_topic"] or None, self.job.frames + self.job.holdout) \
+                if bag and self.job.holdout else None  # a bag's masks and poses score the heads in the report
+            report = run_calibration(self.job, frames(), progress=False, truth=truth,
                                      on_step=lambda stage, i, n: setattr(self, "step", (stage, i, n)))
         except SpatialqError as exc:
             self.phase, self.result = "failed", str(exc)
