@@ -21,8 +21,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     import shutil
 
+    # torch's OpenMP pool would spin after the calibration's turns and slow the replay's ONNX engine:
+    # lockstep went from 15 to 11-13 frames/s, with publish -> output p95 at 300-500 ms
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import numpy as np
     import torch
     from tqdm import tqdm
