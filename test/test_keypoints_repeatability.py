@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from spatialq_ros.metrics.repeatability import matching_accuracy, repeatability
+from spatialq_ros.metrics.repeatability import WARP_DEG, WARP_SHIFT, known_homography, matching_accuracy, repeatability
 from spatialq_ros.perception.keypoints import KeypointConfig, detect
 
 SHIFT = 20  # px: 1 cell + 6 px, so the dots land at another offset inside their new cells
@@ -86,3 +86,10 @@ def test_matching_accuracy_counts_mutual_matches_that_land_where_the_homography_
     assert matching_accuracy(uv, desc, moved, swapped, shift, (64, 64)) == 0.5
     far = translation(500, 0)  # nothing of A is visible in B
     assert math.isnan(matching_accuracy(uv, desc, moved, desc, far, (64, 64)))
+
+
+def test_the_known_homography_is_opencvs_rotation_about_the_centre_then_the_shift():
+    size = (126, 98)
+    rotation = cv2.getRotationMatrix2D((size[0] / 2, size[1] / 2), WARP_DEG, 1.0)
+    rotation[:, 2] += WARP_SHIFT
+    assert np.allclose(known_homography(size), np.vstack([rotation, [0, 0, 1]]), atol=1e-12)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-WARP_DEG, WARP_SHIFT = 6.0, (9.0, -5.0)  # the known homography for keypoint repeatability
-
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bag", required=True, help="simulated flight (images, /odom, ground-truth masks)")
@@ -28,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..backbone.preprocess import parse_size
     from ..banner import UNTRAINED_WARNING, warn_untrained
-    from ..metrics.repeatability import repeatability
+    from ..metrics.repeatability import WARP_DEG, WARP_SHIFT, known_homography, repeatability
     from ..metrics.segmentation import boundary_f, iou, object_f1
     from ..metrics.vpr import recall_at_k
     from ..perception.field import field_mask, load_head
@@ -53,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     field_rows, queries, retrieved, repeats, timings, overlays = [], [], [], [], [], []
-    homography = _homography(size)
+    homography = known_homography(size)
     for i, frame in enumerate(tqdm(read_frames(args.bag), desc="eval", unit="frame")):
         if args.frames is not None and i >= args.frames:
             break
@@ -99,15 +97,6 @@ def run(args: argparse.Namespace) -> int:
     (out / "report.md").write_text(_markdown(report, len(overlays), UNTRAINED_WARNING))
     print((out / "report.md").read_text())
     return 0
-
-
-def _homography(size):
-    import cv2
-    import numpy as np
-
-    rotation = cv2.getRotationMatrix2D((size[0] / 2, size[1] / 2), WARP_DEG, 1.0)
-    rotation[:, 2] += WARP_SHIFT
-    return np.vstack([rotation, [0, 0, 1]])
 
 
 def _overlay(result, gt):

@@ -9,6 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
+WARP_DEG, WARP_SHIFT = 6.0, (9.0, -5.0)  # the known homography `spatialq eval` and the calibration report use
+
+
+def known_homography(size: tuple[int, int]) -> np.ndarray:
+    """(3, 3): rotate WARP_DEG about the centre of a (W, H) frame, then shift by WARP_SHIFT px."""
+    angle = np.deg2rad(WARP_DEG)
+    c, s = np.cos(angle), np.sin(angle)
+    cx, cy = size[0] / 2, size[1] / 2
+    # OpenCV's getRotationMatrix2D convention: positive angles turn the picture counter-clockwise
+    return np.array([[c, s, (1 - c) * cx - s * cy + WARP_SHIFT[0]],
+                     [-s, c, s * cx + (1 - c) * cy + WARP_SHIFT[1]],
+                     [0.0, 0.0, 1.0]])
+
 
 def repeatability(uv_a: np.ndarray, uv_b: np.ndarray, homography: np.ndarray, size_b: tuple[int, int],
                   size_a: tuple[int, int] | None = None, eps: float = 3.0) -> float:

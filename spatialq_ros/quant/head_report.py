@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-WARP_DEG, WARP_SHIFT = 6.0, (9.0, -5.0)  # the known homography for keypoint repeatability and matching
 MAP_FRAMES = 32  # calibration frames a model's map and field head are fitted on, at most
 
 
@@ -43,13 +42,15 @@ def read_flight_truth(bag: str, topic: str | None, count: int) -> FlightTruth:
 
 def head_scores(models: dict, rgbs: list[np.ndarray], frames: int, truth: FlightTruth | None, facet_layer: int,
                 threshold_m: float = 25.0) -> dict[str, dict]:
-    """models: name -> torch model (FP32 or fake-quant); rgbs: calibration frames then held-out frames, already
-    at the backbone size. Returns name -> {keypoints, field, place} scores on the held-out frames."""
+    """models: name -> torch model, FP32 first (the reference for top-1 place agreement), then fake-quant ones;
+    rgbs: calibration frames then held-out frames, at the backbone size. Returns name -> {keypoints, field,
+    place} scores on the held-out frames."""
     import cv2
 
+    from ..metrics.repeatability import known_homography
+
     size = (rgbs[0].shape[1], rgbs[0].shape[0])
-    homography = np.vstack([cv2.getRotationMatrix2D((size[0] / 2, size[1] / 2), WARP_DEG, 1.0)
-                            + np.array([[0, 0, WARP_SHIFT[0]], [0, 0, WARP_SHIFT[1]]]), [0, 0, 1]])
+    homography = known_homography(size)
     fitting = range(max(0, frames - MAP_FRAMES), frames)
     held = range(frames, len(rgbs))
     has = {kind: truth is not None and any(getattr(truth, kind)[i] is not None for i in fitting)

@@ -214,7 +214,8 @@ def _markdown(report: dict, quant: dict, info, warning: str) -> str:
 
 
 def _heads_markdown(heads: dict) -> list[str]:
-    from .head_report import MAP_FRAMES, WARP_DEG, WARP_SHIFT
+    from ..metrics.repeatability import WARP_DEG, WARP_SHIFT
+    from .head_report import MAP_FRAMES
 
     first = next(iter(heads.values()))
     lines = ["", f"## Heads on the held-out frames ({first['keypoints']['frames']})", "",
