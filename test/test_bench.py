@@ -42,7 +42,7 @@ def test_bench_rows_table_and_plot(tmp_path, monkeypatch, capsys):
 
 def _peaks(table: str) -> dict[str, float]:
     line = next(line for line in table.splitlines() if line.startswith("Machine:"))
-    return {"fp32": float(line.split("FP32 peak ")[1].split()[0]), "int8": float(line.split("INT8 peak ")[1].split()[0])}
+    return {kind: float(line.split(f"{kind.upper()} peak ")[1].split()[0]) for kind in ("fp32", "int8")}
 
 
 def test_a_gemm_peak_keeps_its_best_turn():

@@ -230,7 +230,8 @@ def _heads_markdown(heads: dict) -> list[str]:
         k, f, p = h["keypoints"], h.get("field"), h.get("place")
         lines.append(f"| {name} | {k['repeatability']:.3f} | {k['matching_accuracy']:.3f} | "
                      + (f"{f['boundary_f']:.3f} | {f['iou']:.3f} | " if f else "- | - | ")
-                     + (f"{p['recall@1']:.3f} | {p['recall@5']:.3f} | {p['top1_as_fp32']:.3f} |" if p else "- | - | - |"))
+                     + (f"{p['recall@1']:.3f} | {p['recall@5']:.3f} | {p['top1_as_fp32']:.3f} |" if p
+                        else "- | - | - |"))
     if "field" not in first:
         lines += ["", "Field boundaries: not scored (the bag has no ground-truth field masks)."]
     if "place" not in first:
