@@ -40,14 +40,16 @@ def read_flight_truth(bag: str, topic: str | None, count: int) -> FlightTruth:
     return FlightTruth([masks.get(s) for s in stamps], [poses.get(s) for s in stamps])
 
 
-def head_scores(models: dict, rgbs: list[np.ndarray], frames: int, truth: FlightTruth | None, facet_layer: int,
-                threshold_m: float = 25.0) -> dict[str, dict]:
+def head_scores(models: dict, info, rgbs: list[np.ndarray], frames: int, truth: FlightTruth | None,
+                facet_layer: int, threshold_m: float = 25.0) -> dict[str, dict]:
     """models: name -> torch model, FP32 first (the reference for top-1 place agreement), then fake-quant ones;
-    rgbs: calibration frames then held-out frames, at the backbone size. Returns name -> {keypoints, field,
-    place} scores on the held-out frames."""
+    info: the checkpoint's; rgbs: calibration frames then held-out frames, at the backbone size. Each model
+    runs through the deployed `Pipeline`, as `spatialq eval` runs an artifact. Returns name -> {keypoints,
+    field, place} scores on the held-out frames."""
     import cv2
 
     from ..metrics.repeatability import known_homography
+    from ..runtime.torch_engine import TorchEngine
 
     size = (rgbs[0].shape[1], rgbs[0].shape[0])
     homography = known_homography(size)
@@ -59,14 +61,16 @@ def head_scores(models: dict, rgbs: list[np.ndarray], frames: int, truth: Flight
         if has["masks"] else []
     scores, top1 = {}, {}
     for name, model in models.items():
-        features = dict(zip((*fitting, *held), _features(model, [rgbs[i] for i in (*fitting, *held)], facet_layer)))
-        result = {"keypoints": _keypoint_scores(model, rgbs, held, features, homography, facet_layer)}
+        engine = TorchEngine(model, info, size, facet_layer, fingerprint=name)
+        fitted = {i: engine.infer(rgbs[i]) for i in fitting}
+        pipeline = _deployed_pipeline(engine, fitted, masks, truth.poses if has["poses"] else [])
+        results = {i: pipeline.process(rgbs[i]) for i in held}
+        scores[name] = {"keypoints": _keypoint_scores(pipeline, results, homography)}
         if has["masks"]:
-            result["field"] = _field_scores(rgbs, fitting, held, features, masks, name, size)
+            scores[name]["field"] = _field_scores(results, masks)
         if has["poses"]:
-            result["place"], top1[name] = _place_scores(features, fitting, held, truth.poses, name, size,
-                                                        facet_layer, threshold_m)
-        scores[name] = result
+            scores[name]["place"], top1[name] = _place_scores(pipeline.place.database, results, truth.poses,
+                                                              threshold_m)
     if top1:  # the same place as FP32 picks: meaningful even when the held-out frames revisit nothing
         reference = next(iter(top1.values()))
         for name, picks in top1.items():
@@ -74,68 +78,61 @@ def head_scores(models: dict, rgbs: list[np.ndarray], frames: int, truth: Flight
     return scores
 
 
-def _features(model, rgbs: list[np.ndarray], facet_layer: int, batch: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(patch token grid, value facet grid) of each frame, run in batches on the model's device."""
-    import torch
+def _deployed_pipeline(engine, fitted: dict, masks: list, poses: list):
+    """The engine with the field head and the map fitted on its own features of the calibration frames (as
+    `train-field-head` and `build-map` make them), where there is ground truth to fit them on."""
+    from ..perception.pipeline import Pipeline
 
-    from ..backbone.preprocess import preprocess
+    head, place = None, None
+    if masks:  # the field and place modules need scipy and faiss: imported only when there is truth to fit
+        from ..perception.field import fit_linear_head
 
-    device = next(model.parameters()).device
-    grids = []
-    with torch.no_grad():
-        for start in range(0, len(rgbs), batch):
-            x = torch.from_numpy(np.concatenate([preprocess(r) for r in rgbs[start:start + batch]])).to(device)
-            out = model.extract(x, facet_layer=facet_layer, facet="value")
-            grids += list(zip(out.patch_tokens.cpu().numpy(), out.facet.cpu().numpy()))
-    return grids
+        head = fit_linear_head([(f.patch_tokens, masks[i]) for i, f in fitted.items() if masks[i] is not None],
+                               engine.fingerprint, engine.size)
+    if poses:
+        from ..perception.place.builder import MapBuilder
+        from ..perception.place.recognizer import PlaceRecognizer
+
+        builder = MapBuilder(engine.fingerprint, {"facet_layer": engine.facet_layer, "aggregation": "vlad",
+                                                  "size": list(engine.size), "pca_dims": 0, "clusters": 16})
+        for i, f in fitted.items():
+            if poses[i] is not None:
+                builder.add(f.value_facet, poses[i], i)
+        place = PlaceRecognizer(builder.build(), engine.fingerprint, 5)
+    return Pipeline(engine, place=place, field_head=head)
 
 
-def _keypoint_scores(model, rgbs, held, features, homography, facet_layer) -> dict:
+def _keypoint_scores(pipeline, results: dict, homography) -> dict:
     import cv2
 
     from ..metrics.repeatability import matching_accuracy, repeatability
     from ..perception.keypoints import detect
 
-    size = (rgbs[0].shape[1], rgbs[0].shape[0])
-    warped = [cv2.warpPerspective(rgbs[i], homography, size) for i in held]
     repeats, matches = [], []
-    for i, rgb_b, (tokens_b, _) in zip(held, warped, _features(model, warped, facet_layer)):
-        a = detect(rgbs[i], features[i][0])
-        b = detect(rgb_b, tokens_b)
+    for result in results.values():
+        size = (result.frame.shape[1], result.frame.shape[0])
+        warped = cv2.warpPerspective(result.frame, homography, size)
+        a, b = result.keypoints, detect(warped, pipeline.engine.infer(warped).patch_tokens, pipeline.keypoint_config)
         repeats.append(repeatability(a.uv, b.uv, homography, size))
         matches.append(matching_accuracy(a.uv, a.descriptors, b.uv, b.descriptors, homography, size))
     return {"repeatability": float(np.nanmean(repeats)), "matching_accuracy": float(np.nanmean(matches)),
-            "frames": len(held)}
+            "frames": len(results)}
 
 
-def _field_scores(rgbs, fitting, held, features, masks, name, size) -> dict:
+def _field_scores(results: dict, masks: list) -> dict:
     from ..metrics.segmentation import boundary_f, iou
-    from ..perception.field import field_mask, fit_linear_head
 
-    head = fit_linear_head([(features[i][0], masks[i]) for i in fitting if masks[i] is not None], name, size)
-    rows = []
-    for i in held:
-        if masks[i] is not None:
-            predicted = field_mask(head.logits(features[i][0]), rgbs[i])
-            rows.append((boundary_f(predicted, masks[i]).f, iou(predicted, masks[i])))
+    rows = [(boundary_f(r.field_mask, masks[i]).f, iou(r.field_mask, masks[i]))
+            for i, r in results.items() if masks[i] is not None]
     return {"boundary_f": float(np.mean([r[0] for r in rows])), "iou": float(np.mean([r[1] for r in rows])),
             "frames": len(rows)}
 
 
-def _place_scores(features, fitting, held, poses, name, size, facet_layer, threshold_m) -> tuple[dict, list]:
+def _place_scores(db, results: dict, poses: list, threshold_m: float) -> tuple[dict, list]:
     from ..metrics.vpr import recall_at_k
-    from ..perception.place.builder import MapBuilder
-    from ..perception.place.recognizer import PlaceRecognizer
 
-    builder = MapBuilder(name, {"facet_layer": facet_layer, "aggregation": "vlad", "size": list(size),
-                                "pca_dims": 0, "clusters": 16})
-    for i in fitting:
-        if poses[i] is not None:
-            builder.add(features[i][1], poses[i], i)
-    db = builder.build()
-    recognizer = PlaceRecognizer(db, name, 5)
-    queries = [i for i in held if poses[i] is not None]
-    top = [recognizer.match(features[i][1]).indices for i in queries]
+    queries = [i for i in results if poses[i] is not None]
+    top = [results[i].place.indices for i in queries]
     recall = recall_at_k(np.array([poses[i][:2] for i in queries]), db.poses[:, :2], np.array([t[:5] for t in top]),
                          ks=(1, 5), threshold_m=threshold_m)
     return ({"recall@1": recall[1], "recall@5": recall[5], "queries": len(queries), "map_places": len(db),

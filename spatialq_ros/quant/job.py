@@ -110,8 +110,8 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
                                                   progress=False, device=device)
             report["holdout_frames"] = len(held)
             report["fidelity"] = {name: fidelity(model, m, held) for name, m in compared.items()}
-            report["heads"] = head_scores({"FP32": model, **{f"{n} W4A8": m for n, m in compared.items()}}, rgbs,
-                                          job.frames, truth, job.facet_layer)
+            report["heads"] = head_scores({"FP32": model, **{f"{n} W4A8": m for n, m in compared.items()}}, info,
+                                          rgbs, job.frames, truth, job.facet_layer)
             plot_block_cosine(report["fidelity"], tmp / "block_cosine.png")
             write_pca_comparison(tmp / "pca_holdout.png", model, compared, held[:1], rgbs[job.frames])
             engine = OnnxEngine(tmp, "qdq")

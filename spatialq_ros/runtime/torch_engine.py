@@ -22,5 +22,7 @@ class TorchEngine:
 
     @torch.inference_mode()
     def infer(self, rgb: np.ndarray) -> Features:
-        out = self.model.extract(torch.from_numpy(preprocess(rgb, self.size)), facet_layer=self.facet_layer)
-        return Features(out.patch_tokens[0].numpy(), out.cls_token[0].numpy(), out.facet[0].numpy())
+        """On the device the model lives on (a calibration may have left it on the GPU); numpy out."""
+        x = torch.from_numpy(preprocess(rgb, self.size)).to(next(self.model.parameters()).device)
+        out = self.model.extract(x, facet_layer=self.facet_layer)
+        return Features(out.patch_tokens[0].cpu().numpy(), out.cls_token[0].cpu().numpy(), out.facet[0].cpu().numpy())
