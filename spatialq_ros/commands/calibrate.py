@@ -36,7 +36,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import SpatialqError
-    from ..quant.head_report import read_flight_truth
     from ..quant.job import CalibrationJob, read_calibration_frames, run_calibration
 
     if args.frames < 1 or args.holdout < 0:
@@ -46,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
                          massive_factor=args.massive_factor, facet_layer=args.facet_layer, out=args.out,
                          force=args.force, source=args.bag or args.images, topic=args.topic, device=args.device)
     job.check_output()
-    truth = read_flight_truth(args.bag, args.topic, job.frames + job.holdout) if args.bag and job.holdout else None
-    report = run_calibration(job, read_calibration_frames(args.bag, args.images, args.topic, job), truth=truth)
+    frames, truth = read_calibration_frames(args.bag, args.images, args.topic, job)
+    report = run_calibration(job, frames, truth=truth)
     for name, f in report.get("fidelity", {}).items():
         print(f"held-out {name}: patch cosine {f['patch_cosine']:.4f}, ERQA(PCA) {f['erqa_pca']:.3f}, "
               f"NN agreement {f['nn_agreement']:.3f}")

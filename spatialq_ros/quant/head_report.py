@@ -24,17 +24,12 @@ class FlightTruth:
     poses: list  # (7,) x y z qx qy qz qw
 
 
-def read_flight_truth(bag: str, topic: str | None, count: int) -> FlightTruth:
-    """Masks and poses of the bag's first `count` camera frames, matched by header stamp."""
-    from itertools import islice
-    from pathlib import Path
-
-    from ..sim.bag import MASK_TOPIC, ODOM_TOPIC, camera_topic, open_bag, read_masks, read_poses, read_topic
+def flight_truth(bag: str, stamps: list[int]) -> FlightTruth:
+    """The ground-truth masks and poses a bag holds for the frames with these header stamps."""
+    from ..sim.bag import MASK_TOPIC, ODOM_TOPIC, open_bag, read_masks, read_poses
 
     with open_bag(bag) as reader:
-        camera = camera_topic(reader, Path(bag), topic)
         topics = {c.topic for c in reader.connections}
-    stamps = [ns for ns, _ in islice(read_topic(bag, camera), count)]
     masks = read_masks(bag) if MASK_TOPIC in topics else {}
     poses = read_poses(bag) if ODOM_TOPIC in topics else {}
     return FlightTruth([masks.get(s) for s in stamps], [poses.get(s) for s in stamps])

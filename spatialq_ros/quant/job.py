@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import SpatialqError
+from .head_report import FlightTruth
 
 
 @dataclass
@@ -52,9 +53,10 @@ class CalibrationJob:
 
 
 def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: bool = True,
-                    on_step: Callable[[str, int, int], None] | None = None, truth=None) -> dict:
+                    on_step: Callable[[str, int, int], None] | None = None,
+                    truth: FlightTruth | None = None) -> dict:
     """RGB frames (calibration + held-out) -> artifact folder at job.out; returns the report.
-    truth: the frames' ground-truth masks and poses (`head_report.read_flight_truth`), for the heads' scores."""
+    truth: the frames' ground-truth masks and poses (`read_calibration_frames` gives them), for the heads."""
     import torch
 
     from ..atomic import atomic_dir
@@ -138,20 +140,25 @@ def relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
 
 
 def read_calibration_frames(bag: str | None, images: str | None, topic: str | None,
-                            job: CalibrationJob) -> list[np.ndarray]:
-    """Up to frames + holdout frames from a bag topic (raw or compressed) or an image folder."""
+                            job: CalibrationJob) -> tuple[list[np.ndarray], FlightTruth | None]:
+    """Up to frames + holdout frames from a bag topic (raw or compressed) or an image folder, and what the bag
+    knows about them (ground-truth masks, poses) for the report's head scores when frames are held out."""
     from ..imageio import read_rgb
 
     count = job.frames + job.holdout
+    truth = None
     if bag:
         from ..sim.bag import read_frames  # rosbags: only for bags
+        from .head_report import flight_truth
 
-        frames = []
+        frames, stamps = [], []
         for frame in read_frames(bag, topic):
             frames.append(frame.rgb)
+            stamps.append(frame.stamp_ns)
             if len(frames) == count:
                 break
         source = bag
+        truth = flight_truth(bag, stamps) if job.holdout else None
     else:
         folder = Path(images)
         if not folder.is_dir():
@@ -161,7 +168,7 @@ def read_calibration_frames(bag: str | None, images: str | None, topic: str | No
         source = str(folder)
     if not frames:
         raise SpatialqError(f"{source}: no frames to calibrate on")
-    return frames  # too few for the job: run_calibration says so, for every caller
+    return frames, truth  # too few for the job: run_calibration says so, for every caller
 
 
 def write_pca_comparison(path, fp32, models: dict, image, rgb) -> None:

@@ -85,7 +85,8 @@ class CalibrationNode(AutostartNode):
         self.phase = "collecting" if not p["bag"] else self.phase
         return super().on_activate(state)
 
-    def _bag_frames(self, p: dict) -> list:
+    def _bag_frames(self, p: dict) -> tuple:
+        """The bag's frames, and its ground truth for them (the report scores the heads with it)."""
         from ..quant.job import read_calibration_frames
 
         return read_calibration_frames(p["bag"], None, p["bag_topic"] or None, self.job)
@@ -107,22 +108,19 @@ class CalibrationNode(AutostartNode):
             for sub in self._subs:
                 self.destroy_subscription(sub)
             self._subs = []
-            self._start(lambda: frames)
+            self._start(lambda: (frames, None))
 
-    def _start(self, frames) -> None:
+    def _start(self, read) -> None:
         self.phase = "calibrating"
-        self._worker = threading.Thread(target=self._calibrate, args=(frames,), daemon=True)
+        self._worker = threading.Thread(target=self._calibrate, args=(read,), daemon=True)
         self._worker.start()
 
-    def _calibrate(self, frames) -> None:
-        from ..quant.head_report import read_flight_truth
+    def _calibrate(self, read) -> None:
         from ..quant.job import run_calibration
 
-        bag = self.params["bag"]
         try:
-            truth = read_flight_truth(bag, self.params["bag_topic"] or None, self.job.frames + self.job.holdout) \
-                if bag and self.job.holdout else None  # a bag's masks and poses score the heads in the report
-            report = run_calibration(self.job, frames(), progress=False, truth=truth,
+            frames, truth = read()
+            report = run_calibration(self.job, frames, progress=False, truth=truth,
                                      on_step=lambda stage, i, n: setattr(self, "step", (stage, i, n)))
         except SpatialqError as exc:
             self.phase, self.result = "failed", str(exc)
