@@ -198,18 +198,19 @@ def _activation_qat(student, teacher, batches, rgbs, config, progress, step) -> 
         n = len(batch)
         weights = spatial_weights(target.patch_tokens, corners[offset : offset + n], config.beta, config.gamma)
         offset += n
-        terms = [("final", lambda o: o.patch_tokens, target.patch_tokens, weights),
-                 ("cls", lambda o: o.cls_token, target.cls_token, None)]
-        terms += [(b, lambda o, b=b: o.intermediate[b], target.intermediate[b], weights) for b in blocks]
-        norms = {key: _norm(teacher_out, bases[key]) for key, _, teacher_out, _ in terms}
+        norms = {"final": _norm(target.patch_tokens, bases["final"]), "cls": _norm(target.cls_token, bases["cls"]),
+                 **{b: _norm(target.intermediate[b], bases[b]) for b in blocks}}
         optimizer.zero_grad()
         loss_value = 0.0
         # The batch's loss is a sum over frames, so passes of a few frames each add up to the same
         # gradient; a 448x448 batch of 8 in one pass kept ~10 GB of activations for backward.
         for part in (slice(j, j + frames_per_pass) for j in range(0, n, frames_per_pass)):
             out = student.extract(batch[part], layers=blocks)
-            loss = sum(_mimic(pick(out), teacher_out[part], bases[key], None if w is None else w[part], norms[key])
-                       for key, pick, teacher_out, w in terms)
+            loss = _mimic(out.patch_tokens, target.patch_tokens[part], bases["final"], weights[part], norms["final"])
+            loss = loss + _mimic(out.cls_token, target.cls_token[part], bases["cls"], None, norms["cls"])
+            for b in blocks:
+                loss = loss + _mimic(out.intermediate[b], target.intermediate[b][part], bases[b], weights[part],
+                                     norms[b])
             loss.backward()
             loss_value += float(loss.detach())
         optimizer.step()
