@@ -60,21 +60,13 @@ def environment() -> dict:
 def render_frames(folder: Path, count: int, size: int, seed: int = 0) -> float:
     """A simulated flight, frame by frame, as PNGs (the simulator's renderer, without its rosbag writer)."""
     import cv2
-    import numpy as np
 
-    from spatialq_ros.sim.flight import flight_path
-    from spatialq_ros.sim.render import exposure_at, make_clouds, make_vignette, render_frame
-    from spatialq_ros.sim.world import make_world
+    from spatialq_ros.sim.render import render_flight
 
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    world = make_world(seed)
-    clouds = make_clouds(world, seed)
-    vignette = make_vignette((size, size))
-    poses = flight_path(count, world.size_m, 0, seed)
-    rng = np.random.default_rng((seed, 3))
-    for i, pose in enumerate(poses):
-        rgb, _ = render_frame(world, clouds, vignette, pose, i, exposure_at(i, rng), rng)
+    _, rendered = render_flight(count, (size, size), 0, seed)
+    for i, (rgb, _) in enumerate(rendered):
         cv2.imwrite(str(folder / f"frame_{i:04d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return time.perf_counter() - t0
 

@@ -10,7 +10,7 @@ import pytest
 from spatialq_ros.cli import main
 from spatialq_ros.errors import SpatialqError
 from spatialq_ros.sim import bag as B
-from spatialq_ros.sim import simulate as simulate_module
+from spatialq_ros.sim import render as render_module
 from spatialq_ros.sim.simulate import SimConfig, simulate
 
 SMALL = ["--size", "56x42", "--seed", "3"]
@@ -82,7 +82,7 @@ def test_unwritable_output_folder(tmp_path, capsys):
 
 def test_a_failure_mid_flight_leaves_no_partial_bag(tmp_path, monkeypatch):
     rendered = []
-    real = simulate_module.render_frame
+    real = render_module.render_frame
 
     def failing(*args, **kwargs):
         if len(rendered) == 2:
@@ -90,7 +90,7 @@ def test_a_failure_mid_flight_leaves_no_partial_bag(tmp_path, monkeypatch):
         rendered.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(simulate_module, "render_frame", failing)
+    monkeypatch.setattr(render_module, "render_frame", failing)
     with pytest.raises(SpatialqError, match="injected"):
         simulate(tmp_path / "flight", SimConfig(frames=5, size=(56, 42), seed=3), progress=False)
     assert len(rendered) == 2 and list(tmp_path.iterdir()) == []

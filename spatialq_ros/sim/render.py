@@ -9,13 +9,14 @@ shadows, vignetting and sensor noise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import cv2
 import numpy as np
 
-from .flight import Pose, focal_px
+from .flight import Pose, flight_path, focal_px
 from .noise import fractal_noise
-from .world import World
+from .world import World, make_world
 
 CLOUD_DOWNSCALE = 8
 WIND_PX_PER_FRAME = np.array([0.9, 0.35])  # cloud drift in world pixels per frame
@@ -95,3 +96,16 @@ def make_clouds(world: World, seed: int) -> np.ndarray:
     n = world.rgb.shape[0] // CLOUD_DOWNSCALE
     cover = fractal_noise(rng, (n, n), 120 / world.metres_per_px / CLOUD_DOWNSCALE, octaves=3)
     return np.clip((cover - 0.45) * 2.5, 0, 1)
+
+
+def render_flight(frames: int, size: tuple[int, int], hover: int = 0,
+                  seed: int = 0) -> tuple[list[Pose], Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """A seeded flight: its poses, and its frames as (RGB, field mask), rendered one by one as they are
+    taken. `spatialq sim` writes them into a bag; a machine without rosbags renders the same flight."""
+    world = make_world(seed)
+    clouds = make_clouds(world, seed)
+    vignette = make_vignette(size)
+    poses = flight_path(frames, world.size_m, hover, seed)
+    rng = np.random.default_rng((seed, 3))
+    return poses, (render_frame(world, clouds, vignette, pose, i, exposure_at(i, rng), rng)
+                   for i, pose in enumerate(poses))

@@ -28,9 +28,8 @@ from ..errors import SpatialqError
 from . import messages as M
 from .bag import (CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, IMAGE_TOPIC, MASK_TOPIC, ODOM_TOPIC, PLACE_TOPIC,
                   STORAGES, BagWriter)
-from .flight import Pose, flight_path, place_id
-from .render import exposure_at, make_clouds, make_vignette, render_frame
-from .world import make_world
+from .flight import Pose, place_id
+from .render import render_flight
 
 START_NS = 1_700_000_000 * 1_000_000_000
 FRAME_PERIOD_NS = 100_000_000  # 10 Hz
@@ -72,17 +71,12 @@ def simulate(out: str | Path, config: SimConfig, force: bool = False, progress: 
 def _simulate(out: Path, config: SimConfig, force: bool, progress: bool) -> Path:
     with atomic_dir(out, force=force) as tmp, \
             tqdm(total=config.frames, desc="sim: drawing the world", unit="frame", disable=not progress) as bar:
-        world = make_world(config.seed)
-        clouds = make_clouds(world, config.seed)
-        vignette = make_vignette(config.size)
-        poses = flight_path(config.frames, world.size_m, config.hover, config.seed)
-        rng = np.random.default_rng((config.seed, 3))
+        poses, rendered = render_flight(config.frames, config.size, config.hover, config.seed)
         bar.set_description("sim")
         bag_dir = tmp / out.name  # rosbags names the data file after its folder
         with BagWriter(bag_dir, config.storage) as writer:
-            for i, pose in enumerate(poses):
+            for i, (pose, (rgb, mask)) in enumerate(zip(poses, rendered)):
                 ns = START_NS + i * FRAME_PERIOD_NS
-                rgb, mask = render_frame(world, clouds, vignette, pose, i, exposure_at(i, rng), rng)
                 _write_frame(writer, ns, rgb, mask, pose, _velocity(poses, i), config)
                 bar.update()
         for item in bag_dir.iterdir():  # the bag's files become the target folder's content
