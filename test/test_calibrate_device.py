@@ -109,41 +109,67 @@ def test_cuda_without_cuda_is_one_line_before_any_work(tmp_path, capsys, monkeyp
     assert "sees no CUDA GPU" in err[0] and not out.exists()
 
 
-# The pre-device code (commit 7207368, torch 2.13 CPU) on small_model(1) and smooth_frames(10, 56): stage 1's
-# loss, the activation scales (sampled percentiles, then QAT), the float side path, the quantized weights'
-# norms and a few output values. Another random sample of the statistics moves the scales by 1-10 %.
+# The pre-device code (commit 7207368, torch 2.13 CPU) on small_model(1) and smooth_frames(10, 56): the float
+# side path it chose and its activation scales (percentiles of the sampled positions, then two QAT steps).
+# Only what a CPU's SIMD path cannot move is pinned. Measured on the AVX-512/AMX, AVX2 and SSE4.2 kernels of
+# torch 2.13: the scales agree within 1.2e-4 (another sample of the statistics moves them by 1-10 %), while
+# stage 1's loss moves by up to 6 % and output values by up to 0.03, because float rounding flips INT8 codes.
 BEFORE = {
-    "losses": [0.0008482157718390226],
     "act_scales": {"patch_embed.proj": 0.020777486264705658, "blocks.0.attn.qkv": 0.13566526770591736,
                    "blocks.0.attn.proj": 0.014868231490254402, "blocks.0.mlp.fc1": 0.11042430996894836,
                    "blocks.0.mlp.fc2": 0.028059134259819984},
     "float_channels": {"blocks.0.mlp.fc2": [0]},
-    "weight_norms": {"patch_embed.proj": 39.02285385131836, "blocks.0.block.attn.qkv": 29.406967163085938,
-                     "blocks.0.block.attn.proj": 19.556142807006836, "blocks.0.block.mlp.fc1": 959.9800415039062,
-                     "blocks.0.block.mlp.fc2": 19.51438331604004},
-    "tokens": [0.5557588338851929, 0.3065299093723297, 0.2833169400691986, -0.5059608817100525,
-               -0.7757838368415833, 0.19662539660930634, -0.5718838572502136, -0.22538809478282928],
 }
+SCALE_RTOL = 2e-3  # > 10x the rounding spread above, < 1/5 of what another sample does
+OTHER_SIMD_PATH = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41"}
 
 
-@pytest.mark.skipif(not torch.__version__.startswith("2.13."),
-                    reason="the values above are torch 2.13's; another torch rounds AdamW's step differently")
-def test_cpu_calibration_is_what_it_was_before_devices():
+def calibration_summary() -> dict:
+    """GPLQ with every stage on the pinned model and frames, reduced to plain numbers (also run in a child
+    process on another SIMD path, where it prints them as JSON)."""
     torch.set_num_threads(2)
     model = small_model(depth=1)
     rgbs, images = smooth_frames(10, 56)
     q, log = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(qwt=True), progress=False, device="cpu")
     with torch.no_grad():
-        tokens = q.extract(images[8:]).patch_tokens[0, 0, 0, :8]
-    norms = {n: float(m.quantized_weight().norm()) for n, m in q.named_modules() if hasattr(m, "quantized_weight")}
-    assert log.float_channels == BEFORE["float_channels"]
-    assert list(log.seconds) == ["statistics", "stage 1", "hessians", "stage 2", "qwt"]
-    assert np.allclose(log.losses, BEFORE["losses"], rtol=1e-4, atol=0)
-    assert log.act_scales.keys() == BEFORE["act_scales"].keys()
-    assert np.allclose(list(log.act_scales.values()), list(BEFORE["act_scales"].values()), rtol=1e-4, atol=0)
-    assert norms.keys() == BEFORE["weight_norms"].keys()
-    assert np.allclose(list(norms.values()), list(BEFORE["weight_norms"].values()), rtol=1e-4, atol=0)
-    assert np.allclose(tokens.numpy(), BEFORE["tokens"], rtol=0, atol=1e-4)
+        tokens = q.extract(images[8:]).patch_tokens.reshape(-1, 384)
+    return {"capability": torch.backends.cpu.get_cpu_capability(), "stages": list(log.seconds),
+            "losses": log.losses, "act_scales": log.act_scales, "float_channels": log.float_channels,
+            "weight_norms": {n: float(m.quantized_weight().norm()) for n, m in q.named_modules()
+                             if hasattr(m, "quantized_weight")},
+            "tokens": tokens.tolist()}
+
+
+@pytest.mark.skipif(not torch.__version__.startswith("2.13."),
+                    reason="the values above are torch 2.13's; another torch rounds AdamW's step differently")
+def test_cpu_calibration_keeps_the_pre_device_sample_and_is_deterministic():
+    first, second = calibration_summary(), calibration_summary()
+    assert first == second  # same process, same kernels: bit for bit
+    assert first["float_channels"] == BEFORE["float_channels"]
+    assert first["stages"] == ["statistics", "stage 1", "hessians", "stage 2", "qwt"]
+    assert first["act_scales"].keys() == BEFORE["act_scales"].keys()
+    assert np.allclose(list(first["act_scales"].values()), list(BEFORE["act_scales"].values()),
+                       rtol=SCALE_RTOL, atol=0)
+
+
+def test_another_simd_path_calibrates_to_the_same_model():
+    """The same calibration in a child process on torch's portable kernels (no AVX): what a CPU of another
+    class computes. The decisions and scales agree, and the two models' outputs agree far closer than either
+    does with a model calibrated on another sample."""
+    here = calibration_summary()
+    run = subprocess.run([sys.executable, __file__], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, **OTHER_SIMD_PATH, "PYTHONPATH": str(Path(PACKAGE).parent)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    there = json.loads(run.stdout.strip().splitlines()[-1])
+    if here["capability"] == there["capability"]:
+        pytest.skip(f"this CPU runs torch's {here['capability']} kernels already")
+    assert there["capability"] == "DEFAULT"
+    assert there["float_channels"] == here["float_channels"] and there["stages"] == here["stages"]
+    assert np.allclose(list(there["act_scales"].values()), list(here["act_scales"].values()), rtol=SCALE_RTOL)
+    assert np.allclose(list(there["weight_norms"].values()), list(here["weight_norms"].values()), rtol=0.02)
+    assert np.allclose(there["losses"], here["losses"], rtol=0.25)
+    a, b = torch.tensor(here["tokens"]), torch.tensor(there["tokens"])
+    assert float(torch.nn.functional.cosine_similarity(a, b).mean()) > 0.999
 
 
 class ImplicitDevices(TorchFunctionMode):
@@ -279,3 +305,7 @@ def test_the_tall_svd_through_qr_gives_the_same_basis():
     s_qr, vt_qr = _singular(x, tall=True)
     assert torch.allclose(s, s_qr, rtol=1e-10)
     assert torch.allclose((vt * vt_qr).sum(dim=1).abs(), torch.ones(40, dtype=torch.float64), atol=1e-8)
+
+
+if __name__ == "__main__":
+    print(json.dumps(calibration_summary()))
