@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
+from process_helpers import error_lines, run_spatialq
 from spatialq_ros.atomic import atomic_dir, save_npz_atomic, write_atomic
 from spatialq_ros.errors import SpatialqError
 from spatialq_ros.imageio import read_rgb
@@ -173,3 +177,81 @@ def test_untrained_stamp_marks_picture_red():
     assert picture.shape == (64, 100, 3)
     stamped = stamp_untrained(picture)
     assert (stamped[:4, :, 0] == 200).mean() > 0.5 and not stamped[-10:, :64].any()
+
+
+def _killed_while_writing(out, code: str) -> None:
+    """Run `code` (with `out`, `os`, `signal` and the atomic writers at hand) in a child that SIGKILLs itself
+    where the code says: a writer that could not clean up."""
+    prelude = ("import os, signal, sys\nfrom pathlib import Path\n"
+               "from spatialq_ros.atomic import atomic_dir, write_atomic\nout = Path(sys.argv[1])\n")
+    run = subprocess.run([sys.executable, "-c", prelude + code, str(out)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+
+
+KILL = "os.kill(os.getpid(), signal.SIGKILL)"
+
+
+def _leftovers(folder, name):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(f".{name}."))
+
+
+def test_a_killed_writers_temp_folder_is_removed_by_the_next_write_to_that_output(tmp_path):
+    out = tmp_path / "art"
+    _killed_while_writing(out, f"with atomic_dir(out) as tmp:\n    (tmp / 'half').write_text('x')\n    {KILL}\n")
+    assert len(_leftovers(tmp_path, "art")) == 1 and not out.exists()
+    with atomic_dir(out) as tmp:
+        (tmp / "whole").write_text("y")
+    assert _leftovers(tmp_path, "art") == [] and [p.name for p in out.iterdir()] == ["whole"]
+
+
+def test_a_killed_writers_temp_file_is_removed_and_the_old_file_kept(tmp_path):
+    out = tmp_path / "map.npz"
+    out.write_bytes(b"old")
+    _killed_while_writing(out, f"os.replace = lambda *a: {KILL}\nwrite_atomic(out, b'new')\n")
+    (tmp_path / ".map.npz.x1y2z3w4.tmp").write_bytes(b"")  # as named before temp names carried a process id
+    assert len(_leftovers(tmp_path, "map.npz")) == 2 and out.read_bytes() == b"old"
+    write_atomic(out, b"newer")
+    assert _leftovers(tmp_path, "map.npz") == [] and out.read_bytes() == b"newer"
+
+
+def test_killed_between_moving_the_old_output_aside_and_the_new_one_in_the_old_one_comes_back(tmp_path):
+    out = tmp_path / "art"
+    out.mkdir()
+    (out / "old").write_text("kept")
+    _killed_while_writing(out, "real = os.replace\ncalls = []\n"
+                          f"def replace(a, b):\n    calls.append(a)\n    if len(calls) == 2:\n        {KILL}\n"
+                          "    real(a, b)\nos.replace = replace\n"
+                          "with atomic_dir(out, force=True) as tmp:\n    (tmp / 'new').write_text('x')\n")
+    assert not out.exists()  # the old output sits in the killed writer's .old folder
+    with pytest.raises(SpatialqError, match="already exists"):
+        with atomic_dir(out):
+            pass
+    assert (out / "old").read_text() == "kept" and _leftovers(tmp_path, "art") == []
+
+
+def test_a_live_writers_temp_is_left_alone(tmp_path):
+    out = tmp_path / "art"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        busy = tmp_path / f".art.{live.pid}.abcd1234.tmp"
+        busy.mkdir()
+        with atomic_dir(out) as tmp:
+            (tmp / "x").write_text("y")
+        assert busy.is_dir()
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_full_disk_is_one_line_and_keeps_what_was_written_before(tmp_path):
+    out = tmp_path / "features.npz"
+    write_atomic(out, b"earlier")
+    rgb = np.zeros((28, 28, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "frame.png"), rgb)
+    run = run_spatialq(["features", "--image", str(tmp_path / "frame.png"), "--size", "28x28", "--out", str(out)],
+                       file_size_limit=4096)
+    errors = error_lines(run)
+    assert run.returncode == 2 and len(errors) == 1, run.stderr[-2000:]
+    assert errors[0].endswith("features.npz: not written: file too large; what was there before is kept")
+    assert out.read_bytes() == b"earlier" and _leftovers(tmp_path, "features.npz") == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from process_helpers import error_lines, run_spatialq
 from spatialq_ros.cli import main
 from spatialq_ros.perception.place.database import PlaceDatabase
 from spatialq_ros.perception.place.recognizer import PlaceRecognizer
@@ -57,3 +58,16 @@ def test_errors(flight, tmp_path, capsys):
                  "--frames", "1"]) == 2
     assert "a map needs at least 2" in capsys.readouterr().err
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_full_disk_while_saving_keeps_the_map_saved_before(flight, tmp_path):
+    out = tmp_path / "map.npz"
+    args = ["build-map", "--bag", str(flight), "--size", "56x56", "--out", str(out), "--clusters", "4"]
+    assert main(args) == 0
+    before = out.read_bytes()
+    run = run_spatialq([*args, "--every", "2"], file_size_limit=len(before) // 2)
+    errors = error_lines(run)
+    assert run.returncode == 2 and len(errors) == 1, run.stderr[-2000:]
+    assert errors[0] == (f"spatialq build-map: error: {out}: not written: file too large; what was there before "
+                         "is kept")
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["map.npz"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -104,3 +107,19 @@ def test_features_runs_an_artifact_through_onnx_runtime(bag, tmp_path, capsys):
     assert json.loads(str(data["meta"]))["fingerprint"] and (tmp_path / "p.png").exists()
     assert main(["features", "--model", str(art), "--image", str(image), "--out", str(out), "--size", "112x112"]) == 2
     assert "exported for 56x56" in capsys.readouterr().err
+
+
+def test_a_calibration_killed_outright_leaves_a_temp_folder_that_the_next_run_removes(bag, tmp_path, capsys):
+    """SIGKILL while the artifact is being written (no handler runs); the next run to the same output cleans up."""
+    out = tmp_path / "art"
+    args = ["calibrate", "--bag", str(bag), "--size", "56x56", "--frames", "4", "--holdout", "0", "--method",
+            "minmax", "--out", str(out)]
+    code = ("import os, signal, sys\nimport spatialq_ros.quant.artifact as artifact\n"
+            "def killed(folder, *args, **kwargs):\n    (folder / 'quant.json').write_text('{')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n"
+            "artifact.write_artifact = killed\nfrom spatialq_ros.cli import main\nmain(sys.argv[1:])\n")
+    run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".art.")]
+    assert main(args) == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".art.")] and (out / "quant.json").exists()
