@@ -4,7 +4,6 @@ through the middle of patch cells."""
 
 from __future__ import annotations
 
-import time
 
 import cv2
 import numpy as np
@@ -83,15 +82,10 @@ def test_joint_bilateral_also_beats_bilinear(query_logits):
     assert joint_tight > 0.85 and joint_tight > bilinear_tight + 0.3
 
 
-def test_guided_mask_of_a_448_frame_takes_well_under_20_ms(query_logits):
-    times = []
-    for _ in range(7):
-        start = time.perf_counter()
-        mask = field_mask(query_logits, QUERY_RGB, "guided")
-        times.append(time.perf_counter() - start)
-    assert mask.dtype == np.uint8 and mask.shape == (SIDE, SIDE) and set(np.unique(mask)) <= {0, 255}
-    print(f"\nguided 448x448: median {np.median(times) * 1e3:.1f} ms")
-    assert np.median(times) < 0.020
+def test_guided_mask_of_a_448_frame_is_a_full_resolution_0_255_mask(query_logits):
+    """Its time is the `field` stage of the replay report and /diagnostics, not a bound here."""
+    mask = field_mask(query_logits, QUERY_RGB, "guided")
+    assert mask.dtype == np.uint8 and mask.shape == (SIDE, SIDE) and set(np.unique(mask)) == {0, 255}
 
 
 def test_guided_filter_keeps_constants_and_becomes_a_double_box_blur_when_eps_is_huge():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import cv2
 import numpy as np
@@ -147,15 +146,10 @@ def test_bad_inputs_are_user_errors():
         detect(np.zeros((28, 28, 3), np.float32), np.zeros((2, 2, 8), np.float32))
 
 
-def test_a_448_frame_takes_well_under_5_ms():
+def test_a_448_frame_gives_the_top_512_of_its_1024_cells():
+    """Its time is the `keypoints` stage of the replay report and /diagnostics, not a bound here."""
     rng = np.random.default_rng(0)
     img = cv2.GaussianBlur(rng.integers(0, 255, (448, 448, 3), dtype=np.uint8), (0, 0), 2)
     tokens = rng.normal(size=(32, 32, 384)).astype(np.float32)
-    assert len(detect(img, tokens)) == 512
-    times = []
-    for _ in range(30):
-        start = time.perf_counter()
-        detect(img, tokens)
-        times.append(time.perf_counter() - start)
-    # ~1 ms on one free core; the best run is robust to a busy machine
-    assert min(times) < 0.005, f"best of 30: {1000 * min(times):.2f} ms"
+    kp = detect(img, tokens)
+    assert len(kp) == 512 and len(set(zip(kp.row.tolist(), kp.col.tolist()))) == 512

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -89,16 +88,12 @@ def test_gem_is_the_signed_generalised_mean():
     assert gem(peaked, p=8)[0] > gem(peaked, p=1)[0]  # larger p moves towards max-pooling
 
 
-def test_vlad_of_a_1024_patch_384_dim_frame_is_fast():
+def test_vlad_of_a_1024_patch_384_dim_frame_is_one_unit_vector_of_k_times_d():
+    """Its time is the `place` stage of the replay report and /diagnostics, not a bound here."""
     rng = np.random.default_rng(5)
     x, centers = rng.normal(size=(1024, 384)), rng.normal(size=(32, 384))
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        vlad(x, centers)
-        times.append(time.perf_counter() - start)
-    # ~3 ms on one free core; the bound only catches per-patch Python loops (seconds) on a busy 2-core machine
-    assert min(times) < 0.25, f"best of 5: {1000 * min(times):.1f} ms"
+    v = vlad(x, centers)
+    assert v.shape == (32 * 384,) and v.dtype == np.float32 and abs(float(np.linalg.norm(v)) - 1) < 1e-5
 
 
 def blobs(seed, k=4, d=8, n=100):
