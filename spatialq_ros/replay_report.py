@@ -48,6 +48,7 @@ def read_outputs(out_bag: str | Path) -> dict[str, dict[int, object]]:
 def write_report(result, in_bag: str | Path, out_bag: str | Path, report_dir: str | Path, map_file: str | None = None,
                  namespace: str = "drone", threshold_m: float = 25.0) -> dict:
     """Report folder: report.md, report.json, overlay_*.png, matches.png, latency.png."""
+    from .bench.cpu_class import read_cpu_class
     from .sim.bag import read_frames, read_masks, read_poses
 
     out = Path(report_dir)
@@ -56,7 +57,7 @@ def write_report(result, in_bag: str | Path, out_bag: str | Path, report_dir: st
     ns = "/" + namespace
     report: dict = {
         "bag": str(in_bag), "recorded_bag": str(out_bag), "mode": result.mode, "trained": result.trained,
-        "size": list(result.size), "camera_topic": result.camera_topic,
+        "size": list(result.size), "camera_topic": result.camera_topic, "cpu": read_cpu_class().as_dict(),
         "frames": {"published": result.published, "processed": result.processed, "dropped": result.dropped,
                    "bad": sum(result.bad.values()), "bad_by_reason": result.bad, "lost_in_transport": result.lost},
         "wall_s": round(result.wall_s, 2), "fps": round(result.processed / result.wall_s, 2) if result.wall_s else 0.0,
@@ -230,6 +231,7 @@ def _markdown(report: dict) -> str:
         lines += [f"> **{UNTRAINED_WARNING}**", ""]
     lines += [f"- bag `{report['bag']}` ({report['camera_topic']}), {report['mode']}, backbone "
               f"{report['size'][0]}x{report['size'][1]}; outputs recorded in `{report['recorded_bag']}`",
+              f"- CPU class: {report['cpu']['description']}: the speed figures below belong to it",
               f"- frames: published {f['published']} = processed {f['processed']} + dropped {f['dropped']} + "
               f"bad {f['bad']}" + (f" ({', '.join(f'{k} {v}' for k, v in f['bad_by_reason'].items())})"
                                    if f["bad_by_reason"] else ""),

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from spatialq_ros.bench.cpu_class import read_cpu_class
 from spatialq_ros.bench.gemm_peak import GemmPeak
 from spatialq_ros.cli import main
 
@@ -18,7 +19,9 @@ def test_bench_rows_table_and_plot(tmp_path, monkeypatch, capsys):
     out, rows_file = tmp_path / "bench", tmp_path / "rows.json"
     assert main(["bench", "--sizes", "56x56", "--frames", "3", "--calibration-frames", "4", "--threads", "1",
                  "--out", str(out), "--json", str(rows_file)]) == 0
-    rows = json.loads(rows_file.read_text())
+    written = json.loads(rows_file.read_text())
+    rows, cpu = written["rows"], read_cpu_class()
+    assert written["cpu"]["class"] == cpu.name and written["cpu"]["features"] == list(cpu.features)
     assert {r["engine"] for r in rows} == ENGINES
     peaks = _peaks((out / "bench.md").read_text())  # the peaks the table prints are the ones the rows divide by
     for r in rows:
@@ -31,6 +34,7 @@ def test_bench_rows_table_and_plot(tmp_path, monkeypatch, capsys):
     assert by["ort-fp32"]["cosine"] > 0.9999  # the same float model through another runtime
     assert by["spatialq-w4a8-int4"]["model_mb"] < 0.6 * by["spatialq-w4a8-qdq"]["model_mb"]
     table = (out / "bench.md").read_text()
+    assert f"CPU class: {cpu.describe()}." in table
     assert "UNTRAINED" in table and "spatialq-w4a8-cpu" in table and (out / "bench.png").exists()
     node = json.loads((out / "node.json").read_text())  # perception_node in its own process, over DDS
     assert node[0]["size"] == "56x56" and node[0]["frames"] == 7 and not node[0]["torch_loaded"]

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("rclpy")
 
 from ros_frames import write_compressed_bag, write_torture_bag  # noqa: E402
+from spatialq_ros.bench.cpu_class import read_cpu_class  # noqa: E402
 from spatialq_ros.cli import main  # noqa: E402
 from spatialq_ros.point_cloud import cloud_rows  # noqa: E402
 from spatialq_ros.replay_report import _throughput, read_outputs  # noqa: E402
@@ -68,6 +69,7 @@ def test_lockstep_replay_records_every_output_with_input_headers(flight, capsys)
     assert r["place"]["matched_frames"] == FRAMES and r["field"]["frames"] == FRAMES
     md = (report / "report.md").read_text()
     assert "UNTRAINED" in md and "published 16 = processed 16 + dropped 0 + bad 0" in md
+    assert f"- CPU class: {read_cpu_class().describe()}: the speed figures below belong to it" in md
     for picture in r["pictures"]:
         assert (report / picture).stat().st_size > 1000, picture
     assert {"overlay_0.png", "matches.png", "latency.png"} <= set(r["pictures"])

@@ -14,7 +14,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime / torch threads (0: all cores)")
     parser.add_argument("--frames", type=int, default=20, help="timed frames per engine and size")
     parser.add_argument("--calibration-frames", type=int, default=16, help="GPLQ frames for sizes without artifact")
-    parser.add_argument("--json", help="write the rows here as JSON")
+    parser.add_argument("--json", help="write the CPU class, the GEMM peaks and the rows here as JSON")
     parser.add_argument("--no-node", dest="node", action="store_false",
                         help="skip the perception_node process measurement (it needs rclpy)")
     parser.add_argument("--out", default="bench_out", help="folder for the markdown table and the plot")
@@ -28,7 +28,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import os
-    import platform
     import tempfile
     from pathlib import Path
 
@@ -41,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backbone.checkpoint import default_backbone, load_backbone
     from ..backbone.preprocess import parse_size, preprocess
     from ..banner import warn_untrained
+    from ..bench.cpu_class import read_cpu_class
     from ..bench.gemm_peak import GemmPeak
     from ..bench.harness import engines_for, measure, with_peak_fractions
     from ..bench.hover import hover_section, run_hover
@@ -93,17 +93,19 @@ def run(args: argparse.Namespace) -> int:
     rows = with_peak_fractions(rows, peaks)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    machine = f"{platform.machine()}, {torch.get_num_threads()} threads, FP32 peak {peaks['fp32'].gops:.0f} " \
+    cpu = read_cpu_class()
+    machine = f"{torch.get_num_threads()} threads, FP32 peak {peaks['fp32'].gops:.0f} " \
               f"GFLOP/s, INT8 peak {peaks['int8'].gops:.0f} GOP/s (1024^3 GEMM, best of the turns it took " \
               "between the engines)"
-    table = _table(rows, machine, info.trained) + hover_section(hover) + _node_section(node)
+    table = _table(rows, cpu.describe(), machine, info.trained) + hover_section(hover) + _node_section(node)
     write_atomic(out / "bench.md", table.encode())
     if hover:
         write_atomic(out / "hover.json", json.dumps([h.as_dict() for h in hover], indent=1).encode())
     if node:
         write_atomic(out / "node.json", json.dumps(node, indent=1).encode())
     if args.json:
-        write_atomic(Path(args.json), json.dumps([r.as_dict() for r in rows], indent=1).encode())
+        write_atomic(Path(args.json), json.dumps({"cpu": cpu.as_dict(), "peaks_gops": {k: p.gops for k, p in peaks.items()},
+                                                  "rows": [r.as_dict() for r in rows]}, indent=1).encode())
     _plot(rows, out / "bench.png")
     print(table)
     return 0
@@ -134,8 +136,9 @@ def _node_section(node: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _table(rows, machine: str, trained: bool) -> str:
-    lines = ["# spatialq bench", "", f"Machine: {machine}", ""]
+def _table(rows, cpu: str, machine: str, trained: bool) -> str:
+    lines = ["# spatialq bench", "", f"CPU class: {cpu}. Every figure below belongs to this class.", "",
+             f"Machine: {machine}", ""]
     if not trained:
         lines += ["> **UNTRAINED weights: speed and memory are real, fidelity numbers are not DINOv2's.**", ""]
     lines += ["| engine | size | p50 ms | p95 ms | frames/s | deploy RSS MB | model MB | patch cosine | ERQA | of peak |",

@@ -7,7 +7,6 @@ artifact is always written from CPU copies.
 
 from __future__ import annotations
 
-import platform
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -37,7 +36,9 @@ def device_name(device) -> str:
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
+    from ..bench.cpu_class import read_cpu_class
+
+    return read_cpu_class().describe()
 
 
 @contextmanager
