@@ -15,7 +15,7 @@ import struct
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Collection, Iterable, Iterator
 
 import numpy as np
@@ -185,25 +185,46 @@ def notice(line: str) -> None:
 
 
 def storage_files(path: Path) -> tuple[list[Path], str | None]:
-    """What rosbags is handed for `path`: the folder when it has its metadata.yaml, else its storage files in
-    split order (metadata rebuilt from them in memory, never written into the user's folder), and the notice
-    that says so."""
-    if path.name == "metadata.yaml":
-        path = path.parent
+    """What rosbags is handed for `path`: the folder when its metadata.yaml lists every storage file in it,
+    else those files in split order (their metadata rebuilt in memory, never written into the user's
+    folder), with the notice that says so."""
     if not path.exists():
         raise SpatialqError(f"{path}: no such bag")
     if path.is_file():
         if path.suffix not in STORAGE_SUFFIXES:
             raise SpatialqError(f"{path}: not a rosbag2 (a bag is a folder, a .db3 or an .mcap file)")
         return [path], None
-    if (path / "metadata.yaml").exists():
-        return [path], None
-    files = sorted((p for p in path.iterdir() if p.suffix in STORAGE_SUFFIXES and p.is_file()), key=_split_order)
+    if not (path / "metadata.yaml").exists():
+        return _reindexed(path, "no metadata.yaml")
+    listed = _listed_files(path / "metadata.yaml")
+    present = [p.name for p in _storage_files(path)]
+    if listed is not None and set(present) - listed:  # newer recorders rewrite it at each split: killed after one
+        return _reindexed(path, f"metadata.yaml lists {len(listed & set(present))} of its {len(present)} files")
+    return [path], None
+
+
+def _storage_files(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.iterdir() if p.suffix in STORAGE_SUFFIXES and p.is_file()), key=_split_order)
+
+
+def _reindexed(folder: Path, why: str) -> tuple[list[Path], str]:
+    files = _storage_files(folder)
     if not files:
-        raise SpatialqError(f"{path}: not a rosbag2 (no metadata.yaml, and no .db3 or .mcap file)")
+        raise SpatialqError(f"{folder}: not a rosbag2 ({why}, and no .db3 or .mcap file)")
     kinds = ", ".join(sorted({STORAGE_SUFFIXES[p.suffix] for p in files}))
     plural = "s" if len(files) > 1 else ""
-    return files, f"{path}: no metadata.yaml; reindexed {len(files)} file{plural} ({kinds}) in memory"
+    return files, f"{folder}: {why}; reindexed {len(files)} file{plural} ({kinds}) in memory"
+
+
+def _listed_files(metadata: Path) -> set[str] | None:
+    """The storage files a metadata.yaml names; None when it cannot tell (rosbags then says what is wrong)."""
+    import yaml
+
+    try:
+        info = yaml.safe_load(metadata.read_text())["rosbag2_bagfile_information"]
+        return {PurePath(name).name for name in info["relative_file_paths"]}
+    except Exception:  # unreadable or not rosbag2 metadata: left to rosbags' own error
+        return None
 
 
 def _split_order(path: Path) -> list:
@@ -211,15 +232,33 @@ def _split_order(path: Path) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
-@contextmanager
-def open_bag(bag: str | Path) -> Iterator[Bag]:
-    path = Path(bag)
+def _open_reader(path: Path) -> tuple[AnyReader, str | None]:
+    """The opened reader, and the notice of what had to be rebuilt; a folder whose metadata.yaml rosbags
+    cannot use (a killed recorder's) is reindexed from its storage files."""
+    if path.name == "metadata.yaml":
+        path = path.parent
     files, reindexed = storage_files(path)
     try:
         reader = _AnyReader(files)
         reader.open()
+        return reader, reindexed
     except Exception as exc:  # rosbags raises several types for unreadable bags
-        raise SpatialqError(f"{path}: not a readable rosbag2 ({exc})") from None
+        failure = exc
+    if files == [path] and path.is_dir() and _storage_files(path):
+        files, reindexed = _reindexed(path, f"metadata.yaml unusable ({failure})")
+        try:
+            reader = _AnyReader(files)
+            reader.open()
+            return reader, reindexed
+        except Exception as exc:
+            failure = exc
+    raise SpatialqError(f"{path}: not a readable rosbag2 ({failure})") from None
+
+
+@contextmanager
+def open_bag(bag: str | Path) -> Iterator[Bag]:
+    path = Path(bag)
+    reader, reindexed = _open_reader(path)
     try:
         if reindexed:
             notice(reindexed)
