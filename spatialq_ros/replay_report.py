@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -23,43 +24,61 @@ from .viz.pictures import stamp_untrained, write_png
 HEAD_FLAGS = {"place": "--map", "field": "--field-head", "keypoints": "keypoints: false"}
 
 
-def read_outputs(out_bag: str | Path) -> dict[str, dict[int, object]]:
-    """Recorded topic -> {input stamp ns: message} (MarkerArrays by their markers' stamp)."""
+def recorded(out_bag: str | Path, topics: set[str] | None = None) -> Iterator[tuple[str, int, object]]:
+    """(topic, input stamp ns, message) of every recorded output (on `topics`), streamed in recording order;
+    MarkerArrays by their markers' stamp."""
     path = Path(out_bag)
-    outputs: dict[str, dict[int, object]] = defaultdict(dict)
     try:
         typestore = get_typestore(Stores.ROS2_KILTED)  # the distribution whose rclpy made the messages
         with Reader(path) as reader:  # always rosbag2 (whatever the folder is called, e.g. out.bag)
-            for connection, _, raw in reader.messages():
+            connections = [c for c in reader.connections if topics is None or c.topic in topics]
+            unstamped: dict[str, int] = defaultdict(int)
+            for connection, _, raw in reader.messages(connections=connections) if connections else ():
                 msg = typestore.deserialize_cdr(raw, connection.msgtype)
                 header = getattr(msg, "header", None)
                 if connection.msgtype == "visualization_msgs/msg/MarkerArray":
                     header = msg.markers[0].header if msg.markers else None
-                stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec if header is not None else len(
-                    outputs[connection.topic])
-                outputs[connection.topic][stamp] = msg
+                if header is None:
+                    unstamped[connection.topic] += 1
+                    stamp = unstamped[connection.topic] - 1
+                else:
+                    stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+                yield connection.topic, stamp, msg
     except SpatialqError:
         raise
     except Exception as exc:  # rosbags raises several types for unreadable bags
         raise SpatialqError(f"{path}: cannot read the recorded bag ({exc})") from None
+
+
+def read_outputs(out_bag: str | Path) -> dict[str, dict[int, object]]:
+    """Recorded topic -> {input stamp ns: message}: the whole recording in memory, for short replays."""
+    outputs: dict[str, dict[int, object]] = defaultdict(dict)
+    for topic, stamp, msg in recorded(out_bag):
+        outputs[topic][stamp] = msg
     return dict(outputs)
 
 
 def write_report(result, in_bag: str | Path, out_bag: str | Path, report_dir: str | Path, map_file: str | None = None,
                  namespace: str = "drone", threshold_m: float = 25.0) -> dict:
-    """Report folder: report.md, report.json, overlay_*.png, matches.png, latency.png."""
+    """Report folder: report.md, report.json, overlay_*.png, matches.png, latency.png. The recording and the
+    input bag are streamed, a few times over, so a long flight's outputs never sit in memory; only the three
+    pictured frames are kept."""
     from .bench.cpu_class import read_cpu_class
-    from .sim.bag import read_frames, read_masks, read_poses
+    from .sim.bag import MASK_TOPIC, ODOM_TOPIC, bag_topics, iter_masks, join_by_stamp, read_frames, read_masks, \
+        read_poses
 
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
-    outputs = read_outputs(out_bag)
     ns = "/" + namespace
+    kp_topic, mask_topic, match_topic, boundary_topic = (f"{ns}/{t}" for t in (
+        "keypoints", "field/mask", "place/match", "field/boundary"))
     report: dict = {
         "bag": str(in_bag), "recorded_bag": str(out_bag), "mode": result.mode, "trained": result.trained,
         "size": list(result.size), "camera_topic": result.camera_topic, "cpu": read_cpu_class().as_dict(),
         "frames": {"published": result.published, "processed": result.processed, "dropped": result.dropped,
                    "bad": sum(result.bad.values()), "bad_by_reason": result.bad, "lost_in_transport": result.lost},
+        "matched_by": "log time" if result.log_time_frames else "header stamp",
+        "log_time_frames": result.log_time_frames,
         "wall_s": round(result.wall_s, 2), "fps": round(result.processed / result.wall_s, 2) if result.wall_s else 0.0,
         "offered_fps": round(result.offered_fps, 2),
         "sustained_fps": None if result.sustained_fps is None else round(result.sustained_fps, 2),
@@ -75,27 +94,44 @@ def write_report(result, in_bag: str | Path, out_bag: str | Path, report_dir: st
     if backbone and report["sustained_fps"]:  # 1.0: the node does nothing but run the backbone
         report["fps_vs_backbone_limit"] = round(report["sustained_fps"] * backbone / 1000.0, 3)
         report["offered_vs_backbone_limit"] = round(report["offered_fps"] * backbone / 1000.0, 3)
-    keypoints = outputs.get(f"{ns}/keypoints", {})
-    if keypoints:
-        report["keypoints"] = {"mean_per_frame": float(np.mean([m.width for m in keypoints.values()]))}
-    masks = outputs.get(f"{ns}/field/mask", {})
-    truth = read_masks(in_bag) if masks else {}
-    if masks and truth:
-        from .metrics.segmentation import boundary_f, iou
+    in_topics = bag_topics(in_bag)
 
-        scores = []
-        for stamp, msg in masks.items():
-            if stamp in truth:
-                pred = np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width)
-                scores.append((iou(pred, truth[stamp]), boundary_f(pred, truth[stamp]).f))
-        if scores:
-            report["field"] = {"iou": float(np.mean([s[0] for s in scores])),
-                               "boundary_f": float(np.mean([s[1] for s in scores])), "frames": len(scores)}
-    matches = outputs.get(f"{ns}/place/match", {})
+    widths, matches, done = [], {}, {}  # done: stamps of frames with keypoints or a mask, in order
+    for topic, stamp, msg in recorded(out_bag, {kp_topic, mask_topic, match_topic}):
+        if topic == match_topic:
+            matches[stamp] = np.array([msg.pose.pose.position.x, msg.pose.pose.position.y])
+            continue
+        if topic == kp_topic:
+            widths.append(msg.width)
+        done.setdefault(stamp)
+    if widths:
+        report["keypoints"] = {"mean_per_frame": float(np.mean(widths))}
+    ordered = list(done)
+    picks = {ordered[i] for i in {0, len(ordered) // 2, len(ordered) - 1}} if ordered else set()
+
+    masks, scores = {}, []  # the pictured frames' predicted masks; (IoU, boundary F) of every frame with truth
+    predicted = ((stamp, _mask_pixels(msg)) for _, stamp, msg in recorded(out_bag, {mask_topic}))
+    truth_stream = iter_masks(in_bag) if MASK_TOPIC in in_topics else ()
+    for stamp, pred, truth in join_by_stamp(predicted, truth_stream):
+        if stamp in picks:
+            masks[stamp] = pred
+        if truth is not None:
+            from .metrics.segmentation import boundary_f, iou
+
+            scores.append((iou(pred, truth), boundary_f(pred, truth).f))
+    if scores:
+        report["field"] = {"iou": float(np.mean([s[0] for s in scores])),
+                           "boundary_f": float(np.mean([s[1] for s in scores])), "frames": len(scores)}
     if matches:
-        report["place"] = _place_accuracy(matches, read_poses(in_bag), map_file, threshold_m, out)
-    overlays = _overlays(read_frames(in_bag, None, skip_bad=True), keypoints, masks, truth,
-                         outputs.get(f"{ns}/field/boundary", {}), result.trained, out)
+        poses = read_poses(in_bag) if ODOM_TOPIC in in_topics else {}
+        report["place"] = _place_accuracy(matches, poses, map_file, threshold_m, out)
+    pictured = {kp_topic: {}, boundary_topic: {}}
+    for topic, stamp, msg in recorded(out_bag, set(pictured)) if picks else ():
+        if stamp in picks:
+            pictured[topic][stamp] = msg
+    truth = read_masks(in_bag, keep=picks) if picks and MASK_TOPIC in in_topics else {}
+    frames = [f for f in read_frames(in_bag, result.camera_topic, skip_bad=True) if f.stamp_ns in picks]
+    overlays = _overlays(frames, pictured[kp_topic], masks, truth, pictured[boundary_topic], result.trained, out)
     report["pictures"] = overlays + (["matches.png"] if matches else [])
     if report["latency_ms"] or report["stage_ms"]:
         _latency_plot(report, out / "latency.png")
@@ -105,22 +141,23 @@ def write_report(result, in_bag: str | Path, out_bag: str | Path, report_dir: st
     return report
 
 
+def _mask_pixels(msg) -> np.ndarray:
+    return np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width)
+
+
 def _percentiles(values: list[float]) -> dict:
     return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95)), "n": len(values)}
 
 
 def _place_accuracy(matches: dict, poses: dict, map_file: str | None, threshold_m: float, out: Path) -> dict:
-    """A match is right when the matched map place lies within threshold_m of where the camera truly was."""
+    """matches: stamp -> matched place (x, y). A match is right when the matched map place lies within
+    threshold_m of where the camera truly was."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = []
-    for stamp, msg in sorted(matches.items()):
-        if stamp in poses:
-            p = msg.pose.pose.position
-            rows.append((poses[stamp][:2], np.array([p.x, p.y])))
+    rows = [(poses[stamp][:2], xy) for stamp, xy in sorted(matches.items()) if stamp in poses]
     fig, ax = plt.subplots(figsize=(6, 6))
     if poses:
         track = np.array([poses[s][:2] for s in sorted(poses)])
@@ -149,20 +186,17 @@ def _place_accuracy(matches: dict, poses: dict, map_file: str | None, threshold_
             "accuracy": float(np.mean(right)) if rows else None, "threshold_m": threshold_m}
 
 
-def _overlays(frames, keypoints: dict, masks: dict, truth: dict, boundaries: dict, trained: bool, out: Path) -> list:
-    """Up to three frames spread over the replay: keypoints (yellow), true border (green), predicted (red),
-    published boundary polygon (cyan)."""
-    frames = list(frames)
-    done = [f for f in frames if f.stamp_ns in keypoints or f.stamp_ns in masks]
-    picks = [done[i] for i in sorted({0, len(done) // 2, len(done) - 1})] if done else []
+def _overlays(frames: list, keypoints: dict, masks: dict, truth: dict, boundaries: dict, trained: bool,
+              out: Path) -> list:
+    """The pictured frames (three spread over the replay): keypoints (yellow), true border (green), predicted
+    (red), published boundary polygon (cyan)."""
     names = []
-    for j, frame in enumerate(picks):
+    for j, frame in enumerate(frames):
         picture = frame.rgb.copy()
         if frame.stamp_ns in truth:
             _contours(picture, truth[frame.stamp_ns], (0, 255, 0))
         if frame.stamp_ns in masks:
-            msg = masks[frame.stamp_ns]
-            _contours(picture, np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width), (255, 0, 0))
+            _contours(picture, masks[frame.stamp_ns], (255, 0, 0))
         if frame.stamp_ns in boundaries:
             ring = np.array([[p.x, p.y] for p in boundaries[frame.stamp_ns].polygon.points], np.int32)
             cv2.polylines(picture, [ring], True, (0, 255, 255), 1)
@@ -224,6 +258,13 @@ def _throughput(report: dict) -> list[str]:
     return [line]
 
 
+def _matched_by(report: dict) -> list[str]:
+    if report["matched_by"] != "log time":
+        return []
+    return [f"- {report['log_time_frames']} frames had a zero header stamp: they were sent stamped with the bag's "
+            "log (receive) time, and outputs, poses and masks were matched to them by it"]
+
+
 def _markdown(report: dict) -> str:
     f = report["frames"]
     lines = ["# spatialq replay", ""]
@@ -237,7 +278,7 @@ def _markdown(report: dict) -> str:
                                    if f["bad_by_reason"] else ""),
               f"- {report['fps']} frames/s over {report['wall_s']} s (first frame published -> last frame done); "
               f"offered {report['offered_fps']} frames/s; frame cache reused {report['frame_cache_reused']}",
-              *_throughput(report),
+              *_throughput(report), *_matched_by(report),
               "- heads: " + ", ".join(f"{h} {s}" for h, s in report["heads"].items()), ""]
     if report["stage_ms"] or report["latency_ms"]:
         lines += ["## Latency (ms)", "", "| what | p50 | p95 |", "| --- | --- | --- |"]

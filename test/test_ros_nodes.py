@@ -106,7 +106,7 @@ def _feed(executor, peer, bag, builder, frames):
     pose_pub = peer.create_publisher(Odometry, "/odom", 50)
     spin_until(executor, lambda: image_pub.get_subscription_count() > 0 and pose_pub.get_subscription_count() > 0)
     source = read_bag_input(bag, frames=frames)
-    for _, kind, _, raw in source.messages():
+    for _, kind, _, raw, _ in source.messages():
         if kind == "pose":
             pose_pub.publish(raw)
         elif kind == "camera":

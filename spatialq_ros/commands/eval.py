@@ -7,6 +7,7 @@ import argparse
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bag", required=True, help="simulated flight (images, /odom, ground-truth masks)")
+    parser.add_argument("--topic", help="camera topic in the bag (default: the camera topic)")
     parser.add_argument("--model", help="checkpoint or W4A8 artifact (default: the embedded default)")
     parser.add_argument("--map", help="place map from build-map (omit: place recognition not scored)")
     parser.add_argument("--field-head", help="head from train-field-head (omit: field not scored)")
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..perception.place.database import PlaceDatabase
     from ..perception.place.recognizer import PlaceRecognizer
     from ..runtime.factory import make_engine
-    from ..sim.bag import read_frames, read_masks, read_poses
+    from ..sim.bag import iter_masks, join_by_stamp, read_frames, read_poses
 
     size = parse_size(args.size)
     engine = make_engine(args.model, size)
@@ -44,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     db = PlaceDatabase.load(args.map) if args.map else None
     head = load_head(args.field_head) if args.field_head else None
     pipeline = Pipeline(engine, place=PlaceRecognizer(db, engine.fingerprint, 5) if db else None, field_head=head)
-    masks = read_masks(args.bag) if head else {}
     poses = read_poses(args.bag) if db else {}
     map_stamps = set(db.stamps.tolist()) if db else set()
     out = Path(args.out)
@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
     field_rows, queries, retrieved, repeats, timings, overlays = [], [], [], [], [], []
     homography = known_homography(size)
-    for i, frame in enumerate(tqdm(read_frames(args.bag), desc="eval", unit="frame")):
+    frames = ((frame.stamp_ns, frame) for frame in read_frames(args.bag, args.topic))
+    with_masks = join_by_stamp(frames, iter_masks(args.bag) if head else ())
+    for i, (_, frame, mask) in enumerate(tqdm(with_masks, desc="eval", unit="frame")):
         if args.frames is not None and i >= args.frames:
             break
         result = pipeline.process(frame.rgb)
@@ -62,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
             kp_b = detect(warped, engine.infer(warped).patch_tokens, pipeline.keypoint_config)
             kp_a = result.keypoints
             repeats.append(repeatability(np.c_[kp_a.u, kp_a.v], np.c_[kp_b.u, kp_b.v], homography, size))
-        if head is not None and frame.stamp_ns in masks:
-            gt = cv2.resize(masks[frame.stamp_ns], size, interpolation=cv2.INTER_NEAREST)
+        if head is not None and mask is not None:
+            gt = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
             logits = head.logits(result.features.patch_tokens)
             bilinear = field_mask(logits, result.frame, "bilinear")
             field_rows.append({"iou": iou(result.field_mask, gt), "boundary_f": boundary_f(result.field_mask, gt).f,

@@ -54,16 +54,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _bag_pairs(args):
     from ..errors import SpatialqError
-    from ..sim.bag import read_frames, read_masks
+    from ..sim.bag import iter_masks, join_by_stamp, read_frames
 
-    masks = read_masks(args.bag, args.mask_topic)
+    frames = ((frame.stamp_ns, frame) for frame in read_frames(args.bag, args.topic))
     taken = 0
-    for i, frame in enumerate(read_frames(args.bag, args.topic)):
+    for i, (_, frame, mask) in enumerate(join_by_stamp(frames, iter_masks(args.bag, args.mask_topic))):
         if taken >= args.frames:
             break
-        if i % args.every or frame.stamp_ns not in masks:
+        if i % args.every or mask is None:
             continue
-        mask = masks[frame.stamp_ns]
         if mask.shape != frame.rgb.shape[:2]:
             raise SpatialqError(f"{args.bag}: mask {mask.shape[1]}x{mask.shape[0]} does not match its frame "
                                 f"{frame.rgb.shape[1]}x{frame.rgb.shape[0]}")

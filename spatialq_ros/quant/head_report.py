@@ -22,17 +22,17 @@ class FlightTruth:
     """What a bag knows about its frames (calibration, then held out), in frame order; None where it does not."""
     masks: list  # (H, W) uint8 ground-truth field masks
     poses: list  # (7,) x y z qx qy qz qw
+    by_log_time: bool = False  # matched by the bag's log time: the frames' header stamps are zero
 
 
-def flight_truth(bag: str, stamps: list[int]) -> FlightTruth:
-    """The ground-truth masks and poses a bag holds for the frames with these header stamps."""
-    from ..sim.bag import MASK_TOPIC, ODOM_TOPIC, open_bag, read_masks, read_poses
+def flight_truth(bag: str, stamps: list[int], by_log_time: bool = False) -> FlightTruth:
+    """The ground-truth masks and poses a bag holds for the frames with these stamps (only those are kept)."""
+    from ..sim.bag import MASK_TOPIC, ODOM_TOPIC, bag_topics, read_masks, read_poses
 
-    with open_bag(bag) as reader:
-        topics = {c.topic for c in reader.connections}
-    masks = read_masks(bag) if MASK_TOPIC in topics else {}
+    topics = bag_topics(bag)
+    masks = read_masks(bag, keep=set(stamps)) if MASK_TOPIC in topics else {}
     poses = read_poses(bag) if ODOM_TOPIC in topics else {}
-    return FlightTruth([masks.get(s) for s in stamps], [poses.get(s) for s in stamps])
+    return FlightTruth([masks.get(s) for s in stamps], [poses.get(s) for s in stamps], by_log_time)
 
 
 def head_scores(models: dict, info, rgbs: list[np.ndarray], frames: int, truth: FlightTruth | None,

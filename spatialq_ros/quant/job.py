@@ -112,6 +112,8 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
                                                   progress=False, device=device)
             report["holdout_frames"] = len(held)
             report["fidelity"] = {name: fidelity(model, m, held) for name, m in compared.items()}
+            if truth is not None:
+                report["truth_matched_by"] = "log time" if truth.by_log_time else "header stamp"
             report["heads"] = head_scores({"FP32": model, **{f"{n} W4A8": m for n, m in compared.items()}}, info,
                                           rgbs, job.frames, truth, job.facet_layer)
             plot_block_cosine(report["fidelity"], tmp / "block_cosine.png")
@@ -151,14 +153,15 @@ def read_calibration_frames(bag: str | None, images: str | None, topic: str | No
         from ..sim.bag import read_frames  # rosbags: only for bags
         from .head_report import flight_truth
 
-        frames, stamps = [], []
+        frames, stamps, by_log_time = [], [], False
         for frame in read_frames(bag, topic):
             frames.append(frame.rgb)
             stamps.append(frame.stamp_ns)
+            by_log_time |= frame.log_time
             if len(frames) == count:
                 break
         source = bag
-        truth = flight_truth(bag, stamps) if job.holdout else None
+        truth = flight_truth(bag, stamps, by_log_time) if job.holdout else None
     else:
         folder = Path(images)
         if not folder.is_dir():
@@ -217,6 +220,8 @@ def _markdown(report: dict, quant: dict, info, warning: str) -> str:
                   "Held-out frame: RGB | FP32 | " + " | ".join(f"{n} W4A8" for n in report["fidelity"]) +
                   " (feature PCA, one projection fitted on FP32)", "", "![pca](pca_holdout.png)"]
         lines += _heads_markdown(report["heads"])
+        if report.get("truth_matched_by") == "log time":
+            lines += ["", "Ground truth was matched to the frames by the bag's log time: their header stamps are zero."]
     return "\n".join(lines) + "\n"
 
 

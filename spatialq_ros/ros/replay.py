@@ -62,6 +62,7 @@ class ReplayResult:
     size: tuple = ()
     camera_topic: str = ""
     mode: str = "lockstep"
+    log_time_frames: int = 0  # frames whose header stamp was zero: sent (and matched) with their log time
 
     @property
     def dropped(self) -> int:
@@ -86,36 +87,40 @@ class BagInput:
     kinds: dict  # bag topic -> camera | camera_info | pose
     frames: int  # camera messages to send
 
-    def messages(self) -> Iterator[tuple[int, str, int, bytes]]:
-        """(log ns, kind, header stamp ns, raw CDR) up to and with the last frame to send."""
+    def messages(self) -> Iterator[tuple[int, str, int, bytes, bool]]:
+        """(log ns, kind, stamp ns, raw CDR, restamped) up to and with the last frame to send. A message whose
+        header stamp is zero (as early ROS 2 drivers left it) goes out stamped with its log time (restamped),
+        so its outputs, poses and ground truth still meet by stamp."""
         from ..sim.bag import open_bag
 
         sent = 0
-        with open_bag(self.path) as reader:
-            connections = [c for c in reader.connections if c.topic in self.kinds]
-            for connection, log_ns, raw in reader.messages(connections=connections):
-                kind = self.kinds[connection.topic]
+        with open_bag(self.path) as opened:
+            for topic, log_ns, raw in opened.messages(self.kinds):
+                kind = self.kinds[topic]
                 if kind == "camera":
                     if sent == self.frames:
                         return
                     sent += 1
                 stamp = cdr_stamp(raw, False)
-                yield log_ns, kind, log_ns if stamp is None else stamp, bytes(raw)
+                if stamp == 0:
+                    yield log_ns, kind, log_ns, restamped(raw, log_ns), True
+                else:
+                    yield log_ns, kind, log_ns if stamp is None else stamp, bytes(raw), False
 
 
 def read_bag_input(bag: str | Path, topic: str | None = None, frames: int | None = None) -> BagInput:
     from ..sim.bag import CAMERA_INFO_TOPIC, ODOM_TOPIC, camera_topic, open_bag
 
-    with open_bag(bag) as reader:
-        camera = camera_topic(reader, Path(bag), topic)
-        by_topic = {c.topic: c for c in reader.connections}
-    compressed = by_topic[camera].msgtype == "sensor_msgs/msg/CompressedImage"
+    with open_bag(bag) as opened:
+        camera = camera_topic(opened, topic)
+        topics = dict(opened.topics)
+    compressed = topics[camera].msgtype == "sensor_msgs/msg/CompressedImage"
     info_topic = camera.removesuffix("/compressed").rsplit("/", 1)[0] + "/camera_info"
     kinds = {camera: "camera"}
     for name, kind in ((info_topic, "camera_info"), (CAMERA_INFO_TOPIC, "camera_info"), (ODOM_TOPIC, "pose")):
-        if name in by_topic and by_topic[name].msgtype in INPUT_TYPES and kind not in kinds.values():
+        if name in topics and topics[name].msgtype in INPUT_TYPES and kind not in kinds.values():
             kinds[name] = kind
-    count = by_topic[camera].msgcount if frames is None else min(frames, by_topic[camera].msgcount)
+    count = topics[camera].count if frames is None else min(frames, topics[camera].count)
     return BagInput(Path(bag), camera, compressed, kinds, count)
 
 
@@ -185,6 +190,14 @@ def cdr_stamp(raw: bytes, marker_array: bool) -> int | None:
     return sec * 1_000_000_000 + nanosec
 
 
+def restamped(raw: bytes, ns: int) -> bytes:
+    """The message with its header stamp (the first field after the encapsulation) set to `ns`."""
+    out = bytearray(raw)
+    order = "<" if out[1] & 1 else ">"
+    struct.pack_into(order + "iI", out, 4, ns // 1_000_000_000, ns % 1_000_000_000)
+    return bytes(out)
+
+
 def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides: dict | None = None,
            rate: float | None = None, topic: str | None = None, frames: int | None = None,
            frame_timeout: float = 120.0, progress: bool = True) -> ReplayResult:
@@ -231,7 +244,7 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
         stats = perception.stats
         start_wall, first_log = time.perf_counter(), None
         bar = tqdm(total=source.frames, desc=f"replay ({result.mode})", unit="frame", disable=not progress)
-        for log_ns, kind, stamp, raw in source.messages():
+        for log_ns, kind, stamp, raw, restamp in source.messages():
             first_log = log_ns if first_log is None else first_log
             if rate is not None:
                 delay = start_wall + (log_ns - first_log) / 1e9 / rate - time.perf_counter()
@@ -241,6 +254,7 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
             if kind != "camera":
                 publishers[kind].publish(raw)
                 continue
+            result.log_time_frames += restamp
             published_at[stamp] = time.perf_counter()
             publishers["camera"].publish(raw)
             result.published += 1

@@ -77,7 +77,7 @@ def _simulate(out: Path, config: SimConfig, force: bool, progress: bool) -> Path
         with BagWriter(bag_dir, config.storage) as writer:
             for i, (pose, (rgb, mask)) in enumerate(zip(poses, rendered)):
                 ns = START_NS + i * FRAME_PERIOD_NS
-                _write_frame(writer, ns, rgb, mask, pose, _velocity(poses, i), config)
+                write_frame(writer, ns, rgb, mask, pose, _velocity(poses, i), config)
                 bar.update()
         for item in bag_dir.iterdir():  # the bag's files become the target folder's content
             item.rename(tmp / item.name)
@@ -85,8 +85,8 @@ def _simulate(out: Path, config: SimConfig, force: bool, progress: bool) -> Path
     return out
 
 
-def _write_frame(writer: BagWriter, ns: int, rgb: np.ndarray, mask: np.ndarray, pose: Pose,
-                 velocity: tuple[float, float, float], config: SimConfig) -> None:
+def write_frame(writer: BagWriter, ns: int, rgb: np.ndarray, mask: np.ndarray, pose: Pose,
+                velocity: tuple[float, float, float], config: SimConfig) -> None:
     if config.compressed:
         writer.write(COMPRESSED_TOPIC, M.compressed_msg(ns, "camera", rgb), ns)
     else:
