@@ -185,6 +185,14 @@ def cdr_stamp(raw: bytes, marker_array: bool) -> int | None:
     return sec * 1_000_000_000 + nanosec
 
 
+def with_stamp(raw: bytes, ns: int) -> bytes:
+    """The same stamped message (raw CDR) with its header stamp set to `ns`: a frame sent again gets a stamp
+    of its own without a deserialise + serialise."""
+    out = bytearray(raw)
+    struct.pack_into(("<" if raw[1] & 1 else ">") + "iI", out, 4, ns // 1_000_000_000, ns % 1_000_000_000)
+    return bytes(out)
+
+
 def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides: dict | None = None,
            rate: float | None = None, topic: str | None = None, frames: int | None = None,
            frame_timeout: float = 120.0, progress: bool = True) -> ReplayResult:
