@@ -126,7 +126,8 @@ class _Feeder:
         self.status: tuple[float, str, str, dict] | None = None  # newest (monotonic, level, message, values)
         self.recording: list | None = None  # statuses kept while the vanish is watched
         self.start = time.monotonic()
-        self.camera = self.node.create_publisher(Image, camera, SENSOR_QOS)
+        self.context = context
+        self.camera_node, self.camera = self._camera()
         self.keypoints = self.node.create_subscription(PointCloud2, f"{ns}/keypoints", self._on_keypoints, OUTPUT_QOS,
                                                        raw=True)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
@@ -137,9 +138,17 @@ class _Feeder:
         self.spinner = threading.Thread(target=_spin, args=(self.executor,), daemon=True)
         self.spinner.start()
 
+    def _camera(self):
+        """The camera: a node of its own, never spun (a publisher needs no executor), so it can vanish while the
+        listeners spin; destroying a publisher under a spinning executor races with its event handlers."""
+        node = rclpy.create_node("spatialq_soak_camera", context=self.context)
+        return node, node.create_publisher(Image, self.camera_topic, SENSOR_QOS)
+
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
+        if self.camera_node is not None:
+            self.camera_node.destroy_node()
 
     # listeners ---------------------------------------------------------------------------------------------
 
@@ -209,14 +218,15 @@ class _Feeder:
             self.result.final_diagnostics = {"level": self.status[1], "message": self.status[2], **self.status[3]}
 
     def vanish(self) -> dict:
-        """Destroy the camera publisher for `vanish_s`, bring it back, and follow /diagnostics meanwhile."""
+        """The camera node goes (as when its driver dies) for `vanish_s` and comes back; /diagnostics followed."""
         c = self.config
         with self.changed:
             self.recording = []
-        self.node.destroy_publisher(self.camera)
+        self.camera_node.destroy_node()
+        self.camera_node = self.camera = None
         gone = time.monotonic()
         self._wait(lambda: False, c.vanish_s, "", quiet=True)
-        self.camera = self.node.create_publisher(Image, self.camera_topic, SENSOR_QOS)
+        self.camera_node, self.camera = self._camera()
         self._wait(lambda: self.camera.get_subscription_count() > 0, 30.0, "hear the camera again")
         back = time.monotonic()
         outputs, sent = self.outputs, 0
