@@ -109,9 +109,9 @@ def _rss_picture(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rss, c = report["rss"], report["config"]
-    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
-    for phase, colour in (("start", "black"), ("long run", "tab:blue"), ("lifecycle", "tab:orange"),
-                          ("vanish", "tab:red"), ("after", "tab:green")):
+    fig, (ax, cycles) = plt.subplots(1, 2, figsize=(10, 4), dpi=100, gridspec_kw={"width_ratios": [3, 1]},
+                                     sharey=True)
+    for phase, colour in (("start", "black"), ("long run", "tab:blue"), ("vanish", "tab:red"), ("after", "tab:green")):
         points = [s for s in rss if s["phase"] == phase]
         if points:
             ax.plot([s["frame"] for s in points], [s["mb"] for s in points], ".-" if phase == "long run" else "o",
@@ -123,9 +123,13 @@ def _rss_picture(report: dict, path: Path) -> None:
                    label=f"allowed growth ({report['max_growth_mb']:g} MB)")
     ax.set_xlabel("frames sent")
     ax.set_ylabel("perception_node RSS (MB)")
-    ax.set_title("soak: deploy-process RSS" + ("" if report["trained"] else "  UNTRAINED"))
+    ax.set_title("long run, camera vanish, last frames" + ("" if report["trained"] else "  UNTRAINED"), fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    life = [s["mb"] for s in rss if s["phase"] == "lifecycle"]  # before the first cycle, then after each
+    cycles.plot(range(len(life)), life, "o-", color="tab:orange", markersize=3, linewidth=1)
+    cycles.set_xlabel("lifecycle cycles done")
+    cycles.set_title("lifecycle cycles", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))  # room above for the UNTRAINED band
     fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
@@ -142,9 +146,10 @@ def _markdown(report: dict) -> str:
               f"- node: `{' '.join(report['node_command'])}` (its own process, fed over DDS in lockstep)",
               f"- warm-up: the first {c['warmup']} frames, before the RSS baseline: ONNX Runtime's arena, the "
               "malloc arenas of the node's worker threads and DDS's buffers grow to their working size, and "
-              "/diagnostics' windows (100 frames) fill; growth is the highest RSS after it minus RSS at its end",
+              "/diagnostics' windows (100 frames) fill",
               f"- frames resent after 5 s without output (lost on the way): {report['resent']}",
-              f"- peak RSS (VmHWM) of the node process: {report['peak_rss_mb']} MB", "",
+              "- peak RSS (VmHWM) of the node process: " + ("n/a (it had exited)" if report["peak_rss_mb"] is None
+                                                         else f"{report['peak_rss_mb']:.1f} MB"), "",
               "| check | passed | what |", "| --- | --- | --- |"]
     lines += [f"| {name} | {'yes' if ch['passed'] else '**no**'} | {ch['detail']} |"
               for name, ch in report["checks"].items()]
