@@ -81,11 +81,20 @@ def test_a_phase_that_never_ran_fails_its_check():
     (["--frames", "10", "--warmup", "10"], "warmup < frames"),
     (["--stale-after", "5", "--vanish", "3"], "below --vanish"),
     (["--bag", "/nonexistent/bag"], "no such file"),
+    (["--size", "100x100"], "multiples of 14"),
 ])
 def test_bad_soak_arguments_are_one_line_errors(tmp_path, capsys, args, message):
     assert main(["soak", "--out", str(tmp_path / "o"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and err.startswith("spatialq soak: error:")
+
+
+def test_a_folder_that_is_not_a_bag_is_one_line(tmp_path, capsys):
+    (tmp_path / "notbag").mkdir()
+    assert main(["soak", "--out", str(tmp_path / "o"), "--bag", str(tmp_path / "notbag"), "--size", "112x112",
+                 "--frames", "20", "--warmup", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a readable rosbag2" in err and len(err.splitlines()) == 1
 
 
 def test_a_model_that_is_not_an_artifact_is_refused(tmp_path, capsys):

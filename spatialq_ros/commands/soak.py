@@ -26,10 +26,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..backbone.preprocess import parse_size
     from ..errors import SpatialqError
     from ..runtime.factory import artifact_meta, is_artifact
     from ..soak_report import write_soak_report
 
+    parse_size(args.size)  # a bad size is one line now, not a failed build later
     given = [args.model, args.map, args.field_head]
     if any(given) and not all(given):
         raise SpatialqError("give --model, --map and --field-head together (or none: the soak builds small ones)")
@@ -44,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
                        ("--bag", args.bag)):
         if path and not Path(path).exists():
             raise SpatialqError(f"{flag} {path}: no such file or folder")
+    if args.bag:
+        from ..sim.bag import open_bag
+
+        with open_bag(args.bag):  # not a bag: one line now, before anything is built
+            pass
     if args.model and not is_artifact(args.model):
         raise SpatialqError(f"--model {args.model}: not a W4A8 artifact folder (the soak runs the deploy engine, "
                             "ONNX Runtime, on one; make one with spatialq calibrate)")

@@ -79,9 +79,9 @@ def soak(bag: str | Path, node_sets: list[str], config: SoakConfig, log_path: Pa
                "--set", f"perception_node.stale_after={config.stale_after}", *node_sets]
     result = SoakResult(config=asdict(config), node_command=command[1:])
     source = read_bag_input(bag, frames=config.loop_frames)
-    frames = [raw for _, kind, _, raw in source.messages() if kind == "camera"]
     if source.compressed:
         raise SpatialqError(f"{bag}: the soak plays raw sensor_msgs/Image frames; this bag's camera is compressed")
+    frames = [raw for _, kind, _, raw in source.messages() if kind == "camera"]
     if not frames:
         raise SpatialqError(f"{bag}: no camera frames")
     with open(log_path, "w") as log:

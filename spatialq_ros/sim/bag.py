@@ -132,8 +132,8 @@ def open_bag(bag: str | Path) -> Iterator[AnyReader]:
     path = Path(bag)
     if not path.exists():
         raise SpatialqError(f"{path}: no such bag")
-    reader = AnyReader([path], default_typestore=TYPESTORE)
     try:
+        reader = AnyReader([path], default_typestore=TYPESTORE)  # a folder without metadata fails already here
         reader.open()
     except Exception as exc:  # rosbags raises several types for unreadable bags
         raise SpatialqError(f"{path}: not a readable rosbag2 ({exc})") from None
