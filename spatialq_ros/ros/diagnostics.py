@@ -35,10 +35,10 @@ class FrameStats:
         with self._changed:
             self._heard_at = time.monotonic()
 
-    def silent_s(self, now: float | None = None) -> float:
+    def silent_s(self) -> float:
         """Seconds since the last frame arrived (or since `expect_frames`), on the monotonic clock."""
         with self._changed:
-            return max(0.0, (time.monotonic() if now is None else now) - self._heard_at)
+            return max(0.0, time.monotonic() - self._heard_at)
 
     def frame_processed(self, latency_ms: float, stages_ms: dict[str, float] | None = None,
                         cached: bool = False) -> None:
