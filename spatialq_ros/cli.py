@@ -25,6 +25,7 @@ COMMANDS = {
     "bench": "W4A8 engines vs FP32 and ORT INT8 baselines: latency, memory, size, fidelity.",
     "bringup": "Run a profile's ROS 2 nodes in one process (what ros2 launch would start).",
     "replay": "Replay a bag through a profile's nodes over DDS; record the outputs and write a report.",
+    "soak": "Soak the deploy node: a long run, lifecycle cycles, a vanishing camera; RSS and /diagnostics checked.",
 }
 
 

@@ -1,4 +1,5 @@
-"""Frame accounting for /diagnostics: fps, latency from header stamps, per-stage times, processed, dropped, bad."""
+"""Frame accounting for /diagnostics: fps, latency from header stamps, per-stage times, processed, dropped, bad,
+and how long the camera has been silent."""
 
 from __future__ import annotations
 
@@ -22,10 +23,22 @@ class FrameStats:
         self._latency_ms: deque[float] = deque(maxlen=window)
         self._stage_ms: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=self._window))
         self._done_at: deque[float] = deque(maxlen=window)
+        self._heard_at = time.monotonic()  # the last frame, or when the node started waiting for frames
 
     def frame_received(self) -> None:
         with self._changed:
             self.received += 1
+            self._heard_at = time.monotonic()
+
+    def expect_frames(self) -> None:
+        """Start the silence clock now (at activation): a node that was inactive was not waiting for frames."""
+        with self._changed:
+            self._heard_at = time.monotonic()
+
+    def silent_s(self) -> float:
+        """Seconds since the last frame arrived (or since `expect_frames`), on the monotonic clock."""
+        with self._changed:
+            return max(0.0, time.monotonic() - self._heard_at)
 
     def frame_processed(self, latency_ms: float, stages_ms: dict[str, float] | None = None,
                         cached: bool = False) -> None:
@@ -64,7 +77,10 @@ class FrameStats:
         """Frames the middleware delivered that were neither processed nor rejected (skipped while busy)."""
         return max(0, self.received - self.processed - sum(self.bad.values()))
 
-    def to_message(self, stamp, name: str, hardware_id: str, extra: dict[str, str] | None = None) -> DiagnosticArray:
+    def to_message(self, stamp, name: str, hardware_id: str, extra: dict[str, str] | None = None,
+                   stale_after: float | None = None) -> DiagnosticArray:
+        """stale_after: WARN "no frames for N s" once the camera has been silent longer (None: not waiting)."""
+        silent = self.silent_s()
         with self._changed:
             lat = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
             span = self._done_at[-1] - self._done_at[0] if len(self._done_at) > 1 else 0.0
@@ -78,8 +94,13 @@ class FrameStats:
                 values[f"stage.{stage}_p95_ms"] = f"{np.percentile(times, 95):.1f}"
             values.update({f"bad_frames.{k}": str(v) for k, v in sorted(self.bad.items())})
             values.update(extra or {})
-            level = DiagnosticStatus.WARN if self.bad or self.dropped else DiagnosticStatus.OK
+            # skipped, not `dropped`: that also counts the frame in flight, so a busy node would flicker WARN
+            level = DiagnosticStatus.WARN if self.bad or self.skipped else DiagnosticStatus.OK
             message = "bad frames" if self.bad else "ok"
+        if stale_after is not None:
+            values["seconds_since_last_frame"] = f"{silent:.1f}"
+            if silent > stale_after:
+                level, message = DiagnosticStatus.WARN, f"no frames for {silent:.0f} s"
         if "configure_error" in values:
             level, message = DiagnosticStatus.ERROR, values["configure_error"]
         status = DiagnosticStatus(level=level, name=name, hardware_id=hardware_id, message=message,

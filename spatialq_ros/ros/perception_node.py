@@ -51,6 +51,8 @@ PARAMETERS = (
     Spec("frame_cache_threshold", 0.0, "reuse the last outputs while the frame changes less than this "
          "(mean grey-level difference); 0: off", (0.0, 255.0)),
     Spec("diagnostics_period", 1.0, "seconds between /diagnostics messages", (0.05, 60.0)),
+    Spec("stale_after", 2.0, "while active, /diagnostics warns \"no frames for N s\" once no frame has arrived "
+         "for this many seconds (a camera that vanished)", (0.1, 3600.0)),
 )
 
 
@@ -95,6 +97,7 @@ class PerceptionNode(AutostartNode):
         self._subscriptions_active = [sub, info]
         self._worker = FrameWorker(self._backbone, self._finish, on_drop=lambda frame: self.stats.frame_dropped(),
                                    on_error=self._failed, name="perception")
+        self.stats.expect_frames()
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -245,8 +248,10 @@ class PerceptionNode(AutostartNode):
         if self.configure_error:
             extra["configure_error"] = self.configure_error
         extra["camera_info"] = "received" if self.camera_info is not None else "none"
+        stale_after = self.params["stale_after"] if self.state == "active" else None  # only waiting while active
         self.diagnostics_pub.publish(self.stats.to_message(self.get_clock().now().to_msg(),
-                                                           self.get_fully_qualified_name(), "spatialq_ros", extra))
+                                                           self.get_fully_qualified_name(), "spatialq_ros", extra,
+                                                           stale_after))
 
 
 def match_covariance(similarity: float) -> list[float]:
