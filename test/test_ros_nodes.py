@@ -97,6 +97,36 @@ def test_bringup_command_bad_parameter_is_exit_2(capsys):
     assert main(["bringup", "drone", "--set", "novalue"]) == 2
 
 
+def test_a_node_executable_that_cannot_start_reports_the_error_on_diagnostics_before_exit_2(context):
+    import subprocess
+    import sys
+
+    listener = rclpy.create_node("diagnostics_listener", context=context)
+    got = []
+    listener.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(listener)
+    proc = subprocess.Popen([sys.executable, "-m", "spatialq_ros.ros.perception_node", "--ros-args", "-p",
+                             "model:=/no/such"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        spin_until(executor, lambda: proc.poll() is not None, timeout=120)
+        err = proc.stderr.read().strip().splitlines()
+        assert proc.returncode == 2 and err[-1].startswith("perception_node: error: /perception_node: "), err
+        reason = err[-1].removeprefix("perception_node: error: /perception_node: ")
+        assert "/no/such" in reason
+        # acknowledged before the process exited: it only has to be taken from the listener's queue
+        errors = lambda: [st for m in got for st in m.status if st.name == "/perception_node" and st.level == st.ERROR]
+        spin_until(executor, errors, timeout=5)
+        status = errors()[0]
+        assert status.message == reason
+        assert {kv.key: kv.value for kv in status.values}["configure_error"] == reason
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        executor.shutdown()
+        listener.destroy_node()
+
+
 def _feed(executor, peer, bag, builder, frames):
     """Publish the bag's odometry and frames to the map builder, frame by frame, until it took each."""
     from nav_msgs.msg import Odometry

@@ -37,14 +37,15 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from ..ros.bringup import create_profile_nodes, serve
+    from ..ros.bringup import ANNOUNCE_S, create_profile_nodes, serve
 
     overrides = parse_overrides(args.set)
 
     def make(context) -> list:
         return create_profile_nodes(args.profile, context, params_file=args.params_file, namespace=args.namespace,
                                     image_topic=args.image_topic, use_sim_time=args.use_sim_time,
-                                    enable={"build_map"} if args.build_map else set(), overrides=overrides)
+                                    enable={"build_map"} if args.build_map else set(), overrides=overrides,
+                                    announce_s=ANNOUNCE_S)
 
     def started(nodes: list) -> None:
         print(f"spatialq bringup {args.profile}: running " + ", ".join(n.get_fully_qualified_name() for n in nodes)

@@ -20,13 +20,17 @@ from rclpy.signals import SignalHandlerOptions
 from ..errors import SpatialqError
 from .graph import node_parameters, profile
 
+ANNOUNCE_S = 3.0  # a process that cannot start waits this long at most for /diagnostics to take its ERROR
+
 
 def create_profile_nodes(profile_name: str, context, *, params_file: str | None = None, namespace: str | None = None,
                          image_topic: str | None = None, use_sim_time: bool = False, enable: set[str] | None = None,
-                         overrides: dict[str, dict] | None = None) -> list:
+                         overrides: dict[str, dict] | None = None, announce_s: float = 0.0) -> list:
     """The profile's nodes, constructed (and autostarted) with the same parameters the launch file gives them.
 
     overrides: node name (or "*" for every node) -> parameter values that replace the file's.
+    announce_s: a node that fails to start first gets up to this long to deliver its ERROR on /diagnostics
+    (for a process that exits on the error; in-process callers get it as the SpatialqError).
     """
     prof = profile(profile_name)
     ns = prof.namespace if namespace is None else namespace
@@ -45,7 +49,7 @@ def create_profile_nodes(profile_name: str, context, *, params_file: str | None 
             node = spec.node_class()(context=context, namespace=ns, cli_args=["--ros-args", *remaps],
                                      parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
             nodes.append(node)
-            _require_started(node)
+            _require_started(node, announce_s)
     except Exception:
         for node in nodes:
             node.destroy_node()
@@ -59,10 +63,13 @@ def _as_declared(params: dict, specs) -> dict:
     return {k: float(v) if k in floats and type(v) is int else v for k, v in params.items()}
 
 
-def _require_started(node) -> None:
-    """An autostarted node that did not reach `active` is one clear error, not a node left half up."""
+def _require_started(node, announce_s: float = 0.0) -> None:
+    """An autostarted node that did not reach `active` is one clear error, not a node left half up; with
+    `announce_s`, its ERROR goes out on /diagnostics first (see `AutostartNode.announce_diagnostics`)."""
     if node.get_parameter("autostart").value and node.state != "active":
         reason = node.configure_error or f"stuck in state {node.state} (see its log)"
+        if announce_s > 0:
+            node.announce_diagnostics(announce_s)
         raise SpatialqError(f"{node.get_fully_qualified_name()}: {reason}")
 
 
@@ -128,7 +135,7 @@ def run_nodes(node_classes: list, argv: list[str] | None, prog: str) -> int:
         try:
             for cls in node_classes:
                 nodes.append(cls(context=context))
-                _require_started(nodes[-1])
+                _require_started(nodes[-1], ANNOUNCE_S)
         except Exception:
             for node in nodes:
                 node.destroy_node()

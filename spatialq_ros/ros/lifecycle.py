@@ -4,8 +4,11 @@ configure with one line, in the log and on /diagnostics, instead of crashing), a
 
 from __future__ import annotations
 
+import time
+
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from ..errors import SpatialqError
@@ -54,3 +57,15 @@ class AutostartNode(LifecycleNode):
 
     def publish_diagnostics(self) -> None:
         raise NotImplementedError
+
+    def announce_diagnostics(self, timeout: float) -> bool:
+        """Publish /diagnostics now and wait, at most `timeout` s, until a subscriber has acknowledged it: for a
+        process about to exit (autostart failed), whose timer never fires and whose last message would reach no
+        one still being discovered. False when no subscriber matched or acknowledged in time."""
+        end = time.monotonic() + timeout
+        while self.diagnostics_pub.get_subscription_count() == 0:
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.02)
+        self.publish_diagnostics()
+        return self.diagnostics_pub.wait_for_all_acked(Duration(seconds=max(0.0, end - time.monotonic())))

@@ -18,6 +18,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image, PointCloud2
 
 from ..errors import SpatialqError
+from .environment import environment
 from .messages import byte_array
 from .qos import OUTPUT_QOS, SENSOR_QOS
 
@@ -36,16 +37,10 @@ def measure_node(artifact: str, size: tuple[int, int], frames: list[np.ndarray],
            "--log-level", "warn"]
     env = {**os.environ, **LARGE_FRAMES}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    saved = {k: os.environ.get(k) for k in LARGE_FRAMES}
-    os.environ.update(LARGE_FRAMES)  # the feeder's DDS participant reads it when it is made
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("bench_feeder", context=context)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environment(LARGE_FRAMES):  # the feeder's DDS participant reads it when it is made
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        node = rclpy.create_node("bench_feeder", context=context)
     arrivals: dict[int, float] = {}  # frame (header stamp sec) -> when its keypoints arrived
     node.create_subscription(PointCloud2, f"{ns}/keypoints",
                              lambda m: arrivals.setdefault(m.header.stamp.sec, time.perf_counter()), OUTPUT_QOS)

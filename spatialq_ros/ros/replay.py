@@ -5,6 +5,11 @@ its frame was published.
 Lockstep (the default) publishes the next frame once the node has processed or rejected the last, so a
 replay is deterministic; with a rate, frames go out on the bag's clock and a busy node drops some. Either
 way published = processed + dropped + bad.
+
+The graph is closed: player, nodes and recorder share one process and one DDS participant, with discovery
+off. On the machine's ROS_DOMAIN_ID another graph (another replay, a robot's nodes) would otherwise add
+its messages to the recording (its keypoints, with a simulated flight's very stamps, recorded twice) and
+feed the nodes its frames and /clock.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from visualization_msgs.msg import MarkerArray
 
 from ..errors import SpatialqError
 from .bringup import close_nodes, create_profile_nodes
+from .environment import environment
 from .graph import profile
 from .qos import SENSOR_QOS
 
@@ -40,6 +46,7 @@ OUTPUTS = {  # perception_node output (relative) -> (type, head that makes it)
     "field/mask": (Image, "field"), "field/boundaries": (MarkerArray, "field"),
     "field/boundary": (PolygonStamped, "field"),
 }
+PROCESS_LOCAL = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "OFF"}  # read by rcl when the context is initialised
 PER_FRAME = ("keypoints", "place/match", "field/mask")  # one message per processed frame, in this order of preference
 INPUT_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage,
                "sensor_msgs/msg/CameraInfo": CameraInfo, "nav_msgs/msg/Odometry": Odometry}
@@ -214,7 +221,8 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
     node_overrides = {k: dict(v) for k, v in (overrides or {}).items()}
     node_overrides.setdefault("perception_node", {})["compressed"] = source.compressed
     context = rclpy.Context()
-    rclpy.init(context=context)
+    with environment(PROCESS_LOCAL):
+        rclpy.init(context=context)
     nodes, recorder, executor = [], None, None
     try:
         nodes = create_profile_nodes(profile_name, context, use_sim_time=True, overrides=node_overrides)
@@ -309,7 +317,7 @@ def _wait_connected(camera_pub, recorder: _Recorder, outputs: dict, timeout: flo
         time.sleep(0.05)
     missing = [t for t, sub in zip(outputs, recorder.subscriptions) if sub.get_publisher_count() == 0]
     raise SpatialqError(f"DDS discovery did not complete in {timeout:.0f} s (no publisher for "
-                        f"{', '.join(missing) or 'the camera subscription'}); check ROS_DOMAIN_ID and the network")
+                        f"{', '.join(missing) or 'the camera subscription'})")
 
 
 def _wait_lockstep(stats, count: int, timeout: float) -> bool:
