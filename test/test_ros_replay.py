@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("rclpy")
 
 from ros_frames import write_compressed_bag, write_torture_bag  # noqa: E402
+from process_helpers import error_lines, run_spatialq  # noqa: E402
 from ros_helpers import cpu_load, foreign_graph  # noqa: E402
 from spatialq_ros.bench.cpu_class import read_cpu_class  # noqa: E402
 from spatialq_ros.cli import main  # noqa: E402
@@ -196,7 +197,7 @@ def test_an_existing_or_unwritable_output_bag_is_refused(flight, capsys):
     assert main(["replay", str(bag), "--size", SIZE, "--out", str(tmp / "taken")]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["replay", str(bag), "--size", SIZE, "--out", "/proc/no/bag"]) == 2
-    assert "cannot write the output bag" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("/proc/no/bag: folder /proc/no does not exist")
 
 
 def test_a_hover_reuses_outputs_through_the_frame_cache(flight):
@@ -209,3 +210,17 @@ def test_a_hover_reuses_outputs_through_the_frame_cache(flight):
     r = json.loads((report / "report.json").read_text())
     assert r["frames"]["processed"] == 12 and r["frame_cache_reused"] >= 4
     assert len(read_outputs(out)["/drone/keypoints"]) == 12  # a reused frame still gets every output
+
+
+def test_a_full_disk_while_recording_is_one_line_and_leaves_no_half_bag(flight):
+    tmp, bag = flight
+    (tmp / "kept.bag").mkdir()
+    out = tmp / "out_full_disk"
+    run = run_spatialq(["replay", str(bag), "--profile", "drone", "--size", SIZE, "--out", str(out)],
+                       file_size_limit=64 * 1024)  # a 16-frame recording is ~0.4 MB
+    errors = [line for line in error_lines(run) if line.startswith("spatialq ")]  # not the nodes' log lines
+    assert run.returncode == 2 and len(errors) == 1 and run.stderr.strip().endswith(errors[0]), run.stderr[-3000:]
+    assert errors[0] == f"spatialq replay: error: {out}: not written: file too large; what was there before is kept"
+    assert "Traceback" not in run.stderr
+    assert not out.exists() and not [p for p in tmp.iterdir() if p.name.startswith(f".{out.name}.")]
+    assert (tmp / "kept.bag").is_dir()

@@ -94,7 +94,7 @@ def test_a_folder_that_is_not_a_bag_is_one_line(tmp_path, capsys):
     assert main(["soak", "--out", str(tmp_path / "o"), "--bag", str(tmp_path / "notbag"), "--size", "112x112",
                  "--frames", "20", "--warmup", "5"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "not a readable rosbag2" in err and len(err.splitlines()) == 1
+    assert "notbag: not a rosbag2 (no metadata.yaml, and no .db3 or .mcap file)" in err and len(err.splitlines()) == 1
 
 
 def test_a_model_that_is_not_an_artifact_is_refused(tmp_path, capsys):

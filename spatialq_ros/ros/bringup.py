@@ -116,6 +116,9 @@ def serve(make_nodes: Callable[[rclpy.Context], list], argv: list[str] | None = 
           started: Callable[[list], None] | None = None) -> None:
     """Make the nodes in a fresh context and spin them until SIGINT / SIGTERM, then close them (saving state).
     A node that cannot start raises SpatialqError, with nothing left running."""
+    from ..runtime.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()  # a process of its own, long-running: before any node makes a thread
     with stop_on_signals() as stop:
         context = rclpy.Context()
         rclpy.init(args=argv, context=context, signal_handler_options=SignalHandlerOptions.NO)

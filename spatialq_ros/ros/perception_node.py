@@ -29,6 +29,7 @@ from ..errors import SpatialqError
 from ..frames import BadFrame, decode_compressed, decode_image
 from ..perception.frame_worker import FrameWorker
 from ..runtime.factory import BACKENDS
+from ..runtime.memory import release_freed_memory
 from .diagnostics import FrameStats
 from .lifecycle import AutostartNode
 from .messages import boundary_markers, mono8_image, place_markers, polygon, table_cloud
@@ -110,6 +111,7 @@ class PerceptionNode(AutostartNode):
                     self.boundaries_pub, self.boundary_pub):
             self.destroy_lifecycle_publisher(pub)
         self.pipeline = None
+        release_freed_memory()  # else each cleanup + configure leaves the old engine's pages in malloc's arenas
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:

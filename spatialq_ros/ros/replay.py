@@ -34,6 +34,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
+from ..atomic import atomic_path, disk_error
 from ..errors import SpatialqError
 from .bringup import close_nodes, create_profile_nodes
 from .environment import environment
@@ -141,6 +142,7 @@ class _Recorder:
         self.node = node
         self.typestore = get_typestore(Stores.ROS2_KILTED)  # the messages are made by this ROS distribution
         self.writer = Writer(out_bag, version=8, storage_plugin=StoragePlugin.MCAP)
+        self.failure: OSError | None = None
         try:
             self.writer.open()
         except Exception as exc:  # rosbags raises its own WriterError or OSError
@@ -166,7 +168,12 @@ class _Recorder:
         with self.lock:
             if self.writer is None:
                 return
-            self.writer.write(self._connections[topic], self.node.get_clock().now().nanoseconds, raw)
+            try:
+                self.writer.write(self._connections[topic], self.node.get_clock().now().nanoseconds, raw)
+            except OSError as exc:  # a full disk: stop recording, and the replay stops at its next frame
+                self.failure = exc
+                self._close_writer()
+                return
             self.counts[topic] += 1
             if kind is DiagnosticArray:
                 for status in deserialize_message(raw, DiagnosticArray).status:
@@ -178,9 +185,21 @@ class _Recorder:
 
     def close(self) -> None:
         with self.lock:
-            if self.writer is not None:
-                self.writer.close()
-                self.writer = None
+            self._close_writer()
+
+    def _close_writer(self) -> None:
+        """Under the lock. Closing writes the bag's summary and metadata, so it can meet a full disk too."""
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            try:
+                writer.close()
+            except OSError as exc:
+                self.failure = self.failure or exc
+
+    def raise_failure(self, out_bag: Path) -> None:
+        if self.failure is not None:
+            raise disk_error(out_bag, self.failure) or SpatialqError(
+                f"{out_bag}: recording failed ({self.failure.strerror or self.failure})") from None
 
 
 def cdr_stamp(raw: bytes, marker_array: bool) -> int | None:
@@ -208,18 +227,27 @@ def restamped(raw: bytes, ns: int) -> bytes:
 def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides: dict | None = None,
            rate: float | None = None, topic: str | None = None, frames: int | None = None,
            frame_timeout: float = 120.0, progress: bool = True) -> ReplayResult:
-    """Replay `bag` through the profile's nodes; lockstep unless `rate` (x bag speed) is given."""
-    from tqdm import tqdm
-
+    """Replay `bag` through the profile's nodes; lockstep unless `rate` (x bag speed) is given. The recording
+    goes into a temp folder beside `out_bag` and takes its name when complete: a replay that fails (a full
+    disk, an interrupt) leaves no half bag behind."""
     out_bag = Path(out_bag)
     if out_bag.exists():
         raise SpatialqError(f"{out_bag} already exists (rosbag2 will not overwrite a bag)")
     if rate is not None and not rate > 0:
         raise SpatialqError(f"--rate {rate}: must be > 0")
     source = read_bag_input(bag, topic, frames)
-    prof = profile(profile_name)
     node_overrides = {k: dict(v) for k, v in (overrides or {}).items()}
     node_overrides.setdefault("perception_node", {})["compressed"] = source.compressed
+    with atomic_path(out_bag) as recording:
+        result = _replay(source, profile_name, out_bag, recording, node_overrides, rate, frame_timeout, progress)
+    return result
+
+
+def _replay(source: BagInput, profile_name: str, out_bag: Path, recording: Path, node_overrides: dict,
+            rate: float | None, frame_timeout: float, progress: bool) -> ReplayResult:
+    from tqdm import tqdm
+
+    prof = profile(profile_name)
     context = rclpy.Context()
     with environment(PROCESS_LOCAL):
         rclpy.init(context=context)
@@ -234,7 +262,7 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
         ns = "/" + prof.namespace
         outputs = {f"{ns}/{rel}": kind for rel, (kind, head) in OUTPUTS.items() if result.heads[head]}
         outputs["/diagnostics"] = DiagnosticArray
-        recorder = _Recorder(player, out_bag, outputs)
+        recorder = _Recorder(player, recording, outputs)
         camera_out = prof.topics["image"] + ("/compressed" if source.compressed else "")
         publishers = {
             "camera": player.create_publisher(CompressedImage if source.compressed else Image, camera_out, SENSOR_QOS),
@@ -269,6 +297,8 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
             bar.update(1)
             if rate is None and not _wait_lockstep(stats, result.published, frame_timeout):
                 result.lost += 1
+            if recorder.failure is not None:
+                break
         bar.close()
         result.offered_fps = result.published / max(time.perf_counter() - start_wall, 1e-9)
         finished_at = _wait_idle(stats) if rate is not None else time.perf_counter()
@@ -283,7 +313,6 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
                              for t, arrivals in recorder.arrivals.items()}
         result.arrivals = {t: [wall for s, wall in arrivals if s in published_at]
                            for t, arrivals in recorder.arrivals.items() if t.endswith(PER_FRAME)}
-        return result
     finally:
         if executor is not None:
             executor.shutdown()
@@ -291,6 +320,8 @@ def replay(bag: str | Path, profile_name: str, out_bag: str | Path, *, overrides
             recorder.close()
         close_nodes(nodes)
         rclpy.try_shutdown(context=context)
+    recorder.raise_failure(out_bag)
+    return result
 
 
 def _spin(executor) -> None:
