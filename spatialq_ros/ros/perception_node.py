@@ -71,12 +71,9 @@ class PerceptionNode(AutostartNode):
         self._worker = None  # while active
         self._last_warning = 0.0
         self._frames = MutuallyExclusiveCallbackGroup()  # frames in one group, timers in another
-        self.start()
-
-    # lifecycle ---------------------------------------------------------------------------------------------
-
-    def configure(self, params: dict) -> None:
-        self.pipeline = self._build_pipeline(params)
+        # Outputs live as long as the node (the lifecycle turns them on and off): made anew at every configure,
+        # each cleanup + configure cycle left DDS endpoint memory behind (spatialq soak, 25 cycles: RSS trend
+        # +14.3 MB over cycles 5-25, +7.2 MB with the publishers kept)
         self.keypoints_pub = self.create_lifecycle_publisher(PointCloud2, "keypoints", OUTPUT_QOS)
         self.match_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, "place/match", OUTPUT_QOS)
         self.candidates_pub = self.create_lifecycle_publisher(PointCloud2, "place/candidates", OUTPUT_QOS)
@@ -84,6 +81,12 @@ class PerceptionNode(AutostartNode):
         self.mask_pub = self.create_lifecycle_publisher(Image, "field/mask", OUTPUT_QOS)
         self.boundaries_pub = self.create_lifecycle_publisher(MarkerArray, "field/boundaries", OUTPUT_QOS)
         self.boundary_pub = self.create_lifecycle_publisher(PolygonStamped, "field/boundary", OUTPUT_QOS)
+        self.start()
+
+    # lifecycle ---------------------------------------------------------------------------------------------
+
+    def configure(self, params: dict) -> None:
+        self.pipeline = self._build_pipeline(params)
         heads = ", ".join(f"{name} {'on' if on else 'off'}" for name, on in self.heads().items())
         self.get_logger().info(f"configured: {self.pipeline.engine.size[0]}x{self.pipeline.engine.size[1]}, {heads}")
 
@@ -107,9 +110,6 @@ class PerceptionNode(AutostartNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop()
-        for pub in (self.keypoints_pub, self.match_pub, self.candidates_pub, self.place_markers_pub, self.mask_pub,
-                    self.boundaries_pub, self.boundary_pub):
-            self.destroy_lifecycle_publisher(pub)
         self.pipeline = None
         release_freed_memory()  # else each cleanup + configure leaves the old engine's pages in malloc's arenas
         return TransitionCallbackReturn.SUCCESS
