@@ -19,9 +19,12 @@ def test_bench_rows_table_and_plot(tmp_path, monkeypatch, capsys):
     out, rows_file = tmp_path / "bench", tmp_path / "rows.json"
     assert main(["bench", "--sizes", "56x56", "--frames", "3", "--calibration-frames", "4", "--threads", "1",
                  "--out", str(out), "--json", str(rows_file)]) == 0
-    written = json.loads(rows_file.read_text())
-    rows, cpu = written["rows"], read_cpu_class()
+    rows, cpu = json.loads(rows_file.read_text()), read_cpu_class()
+    assert {r["cpu_class"] for r in rows} == {cpu.name}
+    written = json.loads((out / "bench.json").read_text())
     assert written["cpu"]["class"] == cpu.name and written["cpu"]["features"] == list(cpu.features)
+    assert [r["engine"] for r in written["rows"]] == [r["engine"] for r in rows] and set(written["peaks_gops"]) == {
+        "fp32", "int8"}
     assert {r["engine"] for r in rows} == ENGINES
     peaks = _peaks((out / "bench.md").read_text())  # the peaks the table prints are the ones the rows divide by
     for r in rows:

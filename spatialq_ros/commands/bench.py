@@ -14,7 +14,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime / torch threads (0: all cores)")
     parser.add_argument("--frames", type=int, default=20, help="timed frames per engine and size")
     parser.add_argument("--calibration-frames", type=int, default=16, help="GPLQ frames for sizes without artifact")
-    parser.add_argument("--json", help="write the CPU class, the GEMM peaks and the rows here as JSON")
+    parser.add_argument("--json", help="write the rows (each with its CPU class) here as JSON; OUT/bench.json has the CPU's features and peaks too")
     parser.add_argument("--no-node", dest="node", action="store_false",
                         help="skip the perception_node process measurement (it needs rclpy)")
     parser.add_argument("--out", default="bench_out", help="folder for the markdown table and the plot")
@@ -99,13 +99,15 @@ def run(args: argparse.Namespace) -> int:
               "between the engines)"
     table = _table(rows, cpu.describe(), machine, info.trained) + hover_section(hover) + _node_section(node)
     write_atomic(out / "bench.md", table.encode())
+    write_atomic(out / "bench.json", json.dumps({"cpu": cpu.as_dict(), "peaks_gops": {k: p.gops for k, p in peaks.items()},
+                                                 "rows": [r.as_dict() for r in rows]}, indent=1).encode())
     if hover:
         write_atomic(out / "hover.json", json.dumps([h.as_dict() for h in hover], indent=1).encode())
     if node:
         write_atomic(out / "node.json", json.dumps(node, indent=1).encode())
     if args.json:
-        write_atomic(Path(args.json), json.dumps({"cpu": cpu.as_dict(), "peaks_gops": {k: p.gops for k, p in peaks.items()},
-                                                  "rows": [r.as_dict() for r in rows]}, indent=1).encode())
+        write_atomic(Path(args.json), json.dumps([{**r.as_dict(), "cpu_class": cpu.name} for r in rows],
+                                                 indent=1).encode())
     _plot(rows, out / "bench.png")
     print(table)
     return 0
