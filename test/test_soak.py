@@ -68,6 +68,27 @@ def test_the_stale_warning_follows_the_silence_and_only_while_waiting():
     assert stats.silent_s() < 1.0
 
 
+def test_bad_frames_warn_in_the_next_report_only_and_skipped_frames_never_do():
+    stats = FrameStats()
+
+    def status():
+        return stats.to_message(None, "n", "h").status[0]
+
+    assert status().level == DiagnosticStatus.OK
+    stats.frame_received()
+    stats.frame_bad("encoding")
+    stats.frame_received()
+    stats.frame_bad("truncated")
+    warned = status()
+    assert warned.level == DiagnosticStatus.WARN and warned.message == "2 bad frames since the last report"
+    assert {kv.key: kv.value for kv in warned.values}["bad_frames"] == "2"
+    again = status()
+    assert again.level == DiagnosticStatus.OK and {kv.key: kv.value for kv in again.values}["bad_frames"] == "2"
+    stats.frame_received()
+    stats.frame_dropped()  # a newer frame took its place: a camera faster than the backbone, not a fault
+    assert status().level == DiagnosticStatus.OK
+
+
 def test_a_phase_that_never_ran_fails_its_check():
     result = {"config": {"warmup": 10}, "phases": {}, "rss": [], "failure": "the node process exited (1)",
               "exit_code": 1, "torch_loaded": None}

@@ -24,6 +24,7 @@ class FrameStats:
         self._stage_ms: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=self._window))
         self._done_at: deque[float] = deque(maxlen=window)
         self._heard_at = time.monotonic()  # the last frame, or when the node started waiting for frames
+        self._bad_reported = 0  # bad frames counted by the last message: WARN tells of new ones only
 
     def frame_received(self) -> None:
         with self._changed:
@@ -94,9 +95,11 @@ class FrameStats:
                 values[f"stage.{stage}_p95_ms"] = f"{np.percentile(times, 95):.1f}"
             values.update({f"bad_frames.{k}": str(v) for k, v in sorted(self.bad.items())})
             values.update(extra or {})
-            # skipped, not `dropped`: that also counts the frame in flight, so a busy node would flicker WARN
-            level = DiagnosticStatus.WARN if self.bad or self.skipped else DiagnosticStatus.OK
-            message = "bad frames" if self.bad else "ok"
+            # WARN for bad frames since the last message, not for ever after one; skipped frames are counted but
+            # normal (a camera faster than the backbone: stale frames drop while inference runs)
+            new_bad, self._bad_reported = sum(self.bad.values()) - self._bad_reported, sum(self.bad.values())
+            level = DiagnosticStatus.WARN if new_bad else DiagnosticStatus.OK
+            message = f"{new_bad} bad frames since the last report" if new_bad else "ok"
         if stale_after is not None:
             values["seconds_since_last_frame"] = f"{silent:.1f}"
             if silent > stale_after:
