@@ -37,11 +37,6 @@ def write_long_bag(bag: Path, frames: int, size: int, distinct: int) -> None:
             write_frame(writer, START_NS + i * FRAME_PERIOD_NS, rgb, mask, pose, (0.0, 0.0, 0.0), config)
 
 
-def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=10000)
@@ -92,12 +87,14 @@ def main() -> int:
                threading.Thread(target=follow, args=(child.stdout, stdout), daemon=True)]
     for t in threads:
         t.start()
+    from spatialq_ros.bench.rss import process_mb
+
     samples = []  # (s since start, frames published, RSS MB, in the report)
     start = time.monotonic()
     while child.poll() is None:
         try:
-            samples.append((time.monotonic() - start, published[0], rss_mb(child.pid), report_from[0] is not None))
-        except (FileNotFoundError, AttributeError):
+            samples.append((time.monotonic() - start, published[0], process_mb(child.pid), report_from[0] is not None))
+        except (FileNotFoundError, ValueError):  # it exited meanwhile
             break
         time.sleep(args.every)
     if child.wait() != 0:

@@ -130,7 +130,7 @@ def write_report(result, in_bag: str | Path, out_bag: str | Path, report_dir: st
         if stamp in picks:
             pictured[topic][stamp] = msg
     truth = read_masks(in_bag, keep=picks) if picks and MASK_TOPIC in in_topics else {}
-    frames = [f for f in read_frames(in_bag, result.camera_topic, skip_bad=True) if f.stamp_ns in picks]
+    frames = list(read_frames(in_bag, result.camera_topic, skip_bad=True, only=picks))
     overlays = _overlays(frames, pictured[kp_topic], masks, truth, pictured[boundary_topic], result.trained, out)
     report["pictures"] = overlays + (["matches.png"] if matches else [])
     if report["latency_ms"] or report["stage_ms"]:

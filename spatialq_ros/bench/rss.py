@@ -1,4 +1,5 @@
-"""Peak RSS of a deploy-only process: a fresh interpreter that loads one ONNX engine and runs frames.
+"""Memory of a process: another one's RSS and peak from /proc, and the peak of a deploy-only process (a fresh
+interpreter that loads one ONNX engine and runs frames).
 
 VmHWM, not ru_maxrss: the latter survives fork + exec and would report the (large) benchmark process."""
 
@@ -27,6 +28,19 @@ peak_kb = int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_
 print(json.dumps({"rss_mb": peak_kb / 1024,
                   "torch": "torch" in sys.modules}))
 """
+
+
+def process_mb(pid: int, key: str = "VmRSS") -> float:
+    """A running process's memory from /proc/PID/status: VmRSS (now) or VmHWM (its peak), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"/proc/{pid}/status has no {key}")
+
+
+def loads_torch(pid: int) -> bool:
+    """Whether a running process has torch's library mapped: the deploy path must not."""
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
 
 
 def deploy_rss_mb(onnx_path: Path, size: tuple[int, int], frames: int = 3, threads: int = 0) -> float:

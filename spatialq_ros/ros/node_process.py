@@ -17,6 +17,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image, PointCloud2
 
+from ..bench.rss import loads_torch, process_mb
 from ..errors import SpatialqError
 from .environment import environment
 from .messages import byte_array
@@ -65,10 +66,8 @@ def measure_node(artifact: str, size: tuple[int, int], frames: list[np.ndarray],
             latencies.append(1000.0 * (arrivals[i] - sent))
         latency = float(np.percentile(latencies[1:] or latencies, 50))
         overload = _overload(executor, proc, publisher, frames, arrivals, latency, diagnostics)
-        status = open(f"/proc/{proc.pid}/status").read()
-        maps = open(f"/proc/{proc.pid}/maps").read()
-        peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
-        return {"rss_mb": peak_kb / 1024, "torch_loaded": "libtorch" in maps, "latency_p50_ms": latency,
+        return {"rss_mb": process_mb(proc.pid, "VmHWM"), "torch_loaded": loads_torch(proc.pid),
+                "latency_p50_ms": latency,
                 "frames": len(frames), **overload}
     finally:
         executor.shutdown()

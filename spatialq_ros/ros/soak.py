@@ -26,6 +26,7 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import MultiThreadedExecutor
 from sensor_msgs.msg import Image, PointCloud2
 
+from ..bench.rss import loads_torch, process_mb
 from ..errors import SpatialqError
 from .qos import OUTPUT_QOS, SENSOR_QOS
 from .replay import _spin, cdr_stamp, read_bag_input, restamped
@@ -96,8 +97,8 @@ def soak(bag: str | Path, node_sets: list[str], config: SoakConfig, log_path: Pa
             result.failure = str(exc)
         finally:
             if proc.poll() is None:
-                result.peak_rss_mb = _proc_kb(proc.pid, "VmHWM") / 1024
-                result.torch_loaded = "libtorch" in Path(f"/proc/{proc.pid}/maps").read_text()
+                result.peak_rss_mb = process_mb(proc.pid, "VmHWM")
+                result.torch_loaded = loads_torch(proc.pid)
                 proc.send_signal(signal.SIGINT)
                 try:
                     proc.wait(timeout=30)
@@ -294,7 +295,7 @@ class _Feeder:
         return future.result()
 
     def sample(self, phase: str) -> float:
-        mb = round(_proc_kb(self.proc.pid, "VmRSS") / 1024, 2)
+        mb = round(process_mb(self.proc.pid), 2)
         self.result.rss.append({"frame": self.sent, "t_s": round(time.monotonic() - self.start, 1), "mb": mb,
                                 "phase": phase})
         return mb
@@ -320,9 +321,3 @@ class _Feeder:
             raise SpatialqError(f"the node process exited ({self.proc.returncode}) during {what}: "
                                 f"{tail[-1] if tail else 'no output'}")
 
-
-def _proc_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise SpatialqError(f"/proc/{pid}/status has no {key}")

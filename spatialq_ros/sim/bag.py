@@ -238,21 +238,16 @@ def _open_reader(path: Path) -> tuple[AnyReader, str | None]:
     if path.name == "metadata.yaml":
         path = path.parent
     files, reindexed = storage_files(path)
-    try:
-        reader = _AnyReader(files)
-        reader.open()
-        return reader, reindexed
-    except Exception as exc:  # rosbags raises several types for unreadable bags
-        failure = exc
-    if files == [path] and path.is_dir() and _storage_files(path):
-        files, reindexed = _reindexed(path, f"metadata.yaml unusable ({failure})")
+    while True:
         try:
             reader = _AnyReader(files)
             reader.open()
             return reader, reindexed
-        except Exception as exc:
+        except Exception as exc:  # rosbags raises several types for unreadable bags
             failure = exc
-    raise SpatialqError(f"{path}: not a readable rosbag2 ({failure})") from None
+        if files != [path] or not path.is_dir() or not _storage_files(path):
+            raise SpatialqError(f"{path}: not a readable rosbag2 ({failure})") from None
+        files, reindexed = _reindexed(path, f"metadata.yaml unusable ({failure})")  # tried once: files != [path]
 
 
 @contextmanager
@@ -291,19 +286,23 @@ def _messages(bag: Path, topic: str) -> Iterator[tuple[int, Any, bool]]:
             yield (stamp, msg, False) if stamp else (log_ns, msg, True)
 
 
-def read_frames(bag: str | Path, topic: str | None = None, skip_bad: bool = False) -> Iterator[Frame]:
-    """Every frame on `topic` (default: the camera topic) as RGB, in bag order.
+def read_frames(bag: str | Path, topic: str | None = None, skip_bad: bool = False,
+                only: Collection[int] | None = None) -> Iterator[Frame]:
+    """Every frame on `topic` (default: the camera topic) as RGB, in bag order; with `only`, just the frames
+    with those stamps (the others are not decoded).
 
     The bag and topic are checked before this returns, so a wrong path or topic fails at the call.
     Image messages are decoded honouring encoding and step; CompressedImage by its data.
     """
     with open_bag(bag) as opened:
         chosen = camera_topic(opened, topic)
-    return _frames(Path(bag), chosen, skip_bad)
+    return _frames(Path(bag), chosen, skip_bad, only)
 
 
-def _frames(bag: Path, topic: str, skip_bad: bool) -> Iterator[Frame]:
+def _frames(bag: Path, topic: str, skip_bad: bool, only: Collection[int] | None) -> Iterator[Frame]:
     for ns, msg, log_time in _messages(bag, topic):
+        if only is not None and ns not in only:
+            continue
         try:
             yield Frame(ns, decode_any(msg), msg.header.frame_id, log_time)
         except BadFrame as exc:
