@@ -107,13 +107,16 @@ def test_massive_activation_channels_stay_float(frames):
         ref = model.extract(held).patch_tokens.reshape(len(held), -1, 384)
     assert 0 < high.float().mean() < 0.1
     kept = {}
-    for factor in (16.0, 0.0):
-        q, log = calibrate(model, cal, rgbs[:16], CalibrationConfig(massive_factor=factor), progress=False)
+    for factor, search in ((16.0, False), (0.0, False), (0.0, True)):
+        config = CalibrationConfig(massive_factor=factor, alpha=0.5, float_search=search)
+        q, log = calibrate(model, cal, rgbs[:16], config, progress=False)
         with torch.no_grad():
             out = q.extract(held).patch_tokens.reshape(len(held), -1, 384)
-        kept[factor] = (log.float_channels, float(torch.cosine_similarity(out, ref, dim=-1)[high].mean()))
-    assert kept[16.0][0] == {"blocks.1.mlp.fc2": [0]} and kept[0.0][0] == {}
-    assert kept[16.0][1] > 0.95 > 0.5 > kept[0.0][1], kept
+        kept[factor, search] = (log.float_channels, float(torch.cosine_similarity(out, ref, dim=-1)[high].mean()))
+    assert kept[16.0, False][0] == {"blocks.1.mlp.fc2": [0]} and kept[0.0, False][0] == {}
+    assert kept[16.0, False][1] > 0.95 > 0.5 > kept[0.0, False][1], kept
+    # the per-layer search finds the unit from the layer's output error alone, with no threshold
+    assert 0 in kept[0.0, True][0]["blocks.1.mlp.fc2"] and kept[0.0, True][1] > 0.95, kept
 
 
 @pytest.mark.parametrize("depth, tolerance", [(1, 1e-3), (3, 2e-2)])
@@ -124,10 +127,11 @@ def test_artifact_onnx_matches_torch(frames, tmp_path, depth, tolerance):
     torch.set_num_threads(2)
     rgbs, images = frames
     model = outlier_model(depth=depth)
-    q, _ = calibrate(model, images[:16], rgbs[:16], CalibrationConfig(qwt=True), progress=False)
+    q, log = calibrate(model, images[:16], rgbs[:16], CalibrationConfig(qwt=True), progress=False)
     quant = write_artifact(tmp_path, q, model, {"method": "gplq", "arch": "vits14-d", "trained": False}, SIZE, -1)
     assert quant["format"] == "spatialq-w4a8" and len(quant["act_scales"]) == 1 + 4 * depth and quant["qwt"]
-    assert quant["float_channels"] == {"blocks.0.mlp.fc2": [0]}  # the graphs carry the float side path
+    assert 0 in quant["float_channels"]["blocks.0.mlp.fc2"]  # the graphs carry the float side path
+    assert set(log.layer_choices) == {n for n in quant["act_scales"] if n != "patch_embed.proj"}
     for name in ONNX_FILES.values():  # loadable by ONNX Runtime releases older than the onnx package here
         assert onnx.load(str(tmp_path / name), load_external_data=False).ir_version == IR_VERSION
     assert json.loads((tmp_path / "quant.json").read_text())["fingerprint"] == quant["fingerprint"]

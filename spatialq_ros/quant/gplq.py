@@ -1,7 +1,8 @@
 """GPLQ calibration ("activations first, weights later") and the plain min-max baseline, one code path.
 
-gplq:   fold post-LayerNorm ranges -> A8 scales from percentiles, massive-activation input channels
-        kept float -> stage 1: one pass of LSQ activation
+gplq:   per layer, the folding strength and the float input channels that minimise its W4A8 output error
+        (layer_search) -> fold post-LayerNorm ranges -> A8 scales from percentiles of the quantized
+        channels, massive-activation input channels kept float too -> stage 1: one pass of LSQ activation
         QAT (weights FP32, optionally trained at a tiny LR) on a spatially weighted PCA feature-mimicking
         loss -> stage 2: per-channel W4 (MSE scales) -> optional QwT block compensation.
 minmax: A8 scales from the absolute max, W4 from each row's max; no folding, no training.
@@ -22,7 +23,8 @@ from ..backbone.vit import DinoVisionTransformer
 from .device import exact_float32
 from .fake_quant import INT8
 from .fold import fold_post_layernorm
-from .placement import linear_names, post_layernorm_pairs, wrap
+from .layer_search import ALPHAS, LayerChoice, choose, clipping_level
+from .placement import get_module, linear_names, post_layernorm_pairs, wrap
 from .qwt import CompensatedBlock, fit_compensation
 from .spatial_weights import corner_map, spatial_weights
 from .error_feedback import InputHessian, quantize_with_feedback
@@ -35,7 +37,8 @@ METHODS = ("gplq", "minmax")
 @dataclass
 class CalibrationConfig:
     method: str = "gplq"
-    alpha: float = 0.5  # post-LayerNorm folding strength (1.0 = RepQ-ViT)
+    alpha: float | None = None  # post-LayerNorm folding strength (1.0 = RepQ-ViT); None: chosen per layer
+    float_search: bool = True  # float input channels chosen per layer from its output error
     act_percentile: float = 99.99
     batch_size: int = 8
     pass_tokens: int = 2400  # stage 1 runs a batch in passes of at most this many tokens (memory ~ tokens)
@@ -57,6 +60,7 @@ class CalibrationLog:
     losses: list[float]
     act_scales: dict[str, float]
     float_channels: dict[str, list[int]]
+    layer_choices: dict[str, dict] = field(default_factory=dict)  # what layer_search chose, per Linear
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, in order: where the time goes
 
 
@@ -105,19 +109,22 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
 
     step("statistics", 0, 1)
     stats = collect_input_stats(student, names, batches)
+    choices: dict[str, LayerChoice] = {}
     if config.method == "gplq":
-        fold_post_layernorm(student, stats, config.alpha)
+        if config.alpha is None or config.float_search:
+            choices = _search_layers(student, stats, config, progress)
+        alpha = config.alpha if config.alpha is not None else {n: c.alpha for n, c in choices.items()
+                                                               if c.alpha is not None}
+        fold_post_layernorm(student, stats, alpha)
         stats = collect_input_stats(student, names, batches)
     reference = copy.deepcopy(student).eval()  # folded FP32: same function as the teacher
     layers = wrap(student)
     with torch.no_grad():
         for name, layer in layers.items():
-            top = stats[name].percentile(config.act_percentile) if config.method == "gplq" else stats[name].tensor_max
-            layer.act_scale.fill_(max(top, 1e-6) / INT8[1])
-            if config.method == "gplq" and config.massive_factor > 0 and isinstance(layer.inner, torch.nn.Linear):
-                channels = stats[name].massive_channels(top, config.massive_factor, config.max_float_channels)
-                if len(channels):
-                    layer.keep_float(channels)
+            if config.method == "gplq":
+                _place_input_quantizer(layer, stats[name], choices.get(name), config)
+            else:
+                layer.act_scale.fill_(max(stats[name].tensor_max, 1e-6) / INT8[1])
     clock.mark("statistics")
 
     losses: list[float] = []
@@ -143,7 +150,46 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
         p.requires_grad_(False)
     return student, CalibrationLog(losses, {n: float(layer.act_scale.abs()) for n, layer in layers.items()},
                                    {n: layer.float_channels.tolist() for n, layer in layers.items()
-                                    if layer.float_channels.numel()}, clock.seconds)
+                                    if layer.float_channels.numel()},
+                                   {n: c.as_dict() for n, c in choices.items()}, clock.seconds)
+
+
+def _search_layers(student, stats, config, progress) -> dict[str, LayerChoice]:
+    """layer_search's choice for every Linear of the blocks, from rows of its calibration input."""
+    folded = {linear for _, linear in post_layernorm_pairs(student)}
+    alphas = ALPHAS if config.alpha is None else (config.alpha,)
+    max_float = config.max_float_channels if config.float_search else 0
+    names = [n for n in linear_names(student) if n != "patch_embed.proj"]
+    return {name: choose(stats[name].row_sample(), get_module(student, name).weight.detach(),
+                         stats[name].channel_max if name in folded else None, config.act_percentile, max_float,
+                         alphas)
+            for name in tqdm(names, desc="layer search", unit="layer", disable=not progress)}
+
+
+def _place_input_quantizer(layer, stats, choice: LayerChoice | None, config) -> None:
+    """The INT8 clipping level of a layer's quantized input channels, and the channels that go around it: the
+    search's choice, plus any massive-activation channel above massive_factor x the clipping level."""
+    top = stats.percentile(config.act_percentile)
+    channels = torch.tensor(choice.float_channels if choice else (), dtype=torch.long)
+    if isinstance(layer.inner, torch.nn.Linear):
+        if len(channels):
+            top = _clipping_without(stats, channels, config.act_percentile)
+        if config.massive_factor > 0:
+            massive = stats.massive_channels(top, config.massive_factor, config.max_float_channels)
+            extra = massive[~torch.isin(massive, channels)]
+            if len(extra):
+                channels = torch.cat([channels, extra.cpu()])[: max(config.max_float_channels, len(channels))]
+                top = _clipping_without(stats, channels, config.act_percentile)
+        if len(channels):
+            layer.keep_float(torch.sort(channels).values)
+    layer.act_scale.fill_(max(top, 1e-6) / INT8[1])
+
+
+def _clipping_without(stats, channels: torch.Tensor, percentile: float) -> float:
+    rows = stats.row_sample()
+    keep = torch.ones(rows.shape[1], dtype=torch.bool, device=rows.device)
+    keep[channels.to(rows.device)] = False
+    return clipping_level(rows[:, keep], percentile)
 
 
 def _pca_basis(features: torch.Tensor, variance: float) -> tuple[torch.Tensor, torch.Tensor]:

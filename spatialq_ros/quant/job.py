@@ -29,7 +29,7 @@ class CalibrationJob:
     method: str = "gplq"
     qwt: bool = False
     rounding: str = "feedback"  # stage 2: "feedback" (GPTQ-style) or "nearest"
-    alpha: float = 0.5
+    alpha: float | None = None  # post-LayerNorm folding strength; None: chosen per layer from its output error
     massive_factor: float = 16.0  # input channels above this x their layer's clipping level stay float (0: none)
     facet_layer: int = -1
     out: str = "artifact"
@@ -46,6 +46,9 @@ class CalibrationJob:
 
         parse_size(self.size)
         resolve_device(self.device)
+        if self.alpha is not None and not 0 <= self.alpha <= 1:
+            raise SpatialqError(f"alpha {self.alpha:g}: use a folding strength from 0 to 1, or leave it out "
+                                "(chosen per layer)")
         if self.massive_factor != 0 and not 2 <= self.massive_factor < float("inf"):
             raise SpatialqError(f"massive factor {self.massive_factor:g}: use 0 (quantize every channel) or >= 2")
         if Path(self.out).exists() and not self.force:
@@ -99,7 +102,7 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
             "calibration": {"frames": job.frames, "fingerprint": fingerprint,
                             "source": job.source, "topic": job.topic, "seconds": round(seconds, 1),
                             "device": device.type, "device_name": hardware},
-            "config": dict(config.__dict__)}
+            "config": dict(config.__dict__), "layer_choices": log.layer_choices}
     out = Path(job.out)
     with atomic_dir(out, force=job.force) as tmp, exact_float32(device):
         quant = write_artifact(tmp, qmodel, model, meta, size, job.facet_layer)
@@ -202,8 +205,9 @@ def _markdown(report: dict, quant: dict, info, warning: str) -> str:
               + ", ".join(f"{stage} {s:.1f} s" for stage, s in report["stage_seconds"].items()),
               f"- model_int4.onnx is {report['int4_vs_fp32_size']:.3f} x fp32.onnx"]
     floats = quant.get("float_channels", {})
-    lines.append("- massive-activation input channels kept float: " +
+    lines.append("- input channels kept float: " +
                  (", ".join(f"{name} {channels}" for name, channels in floats.items()) if floats else "none"))
+    lines += _choices_markdown(quant.get("layer_choices", {}))
     if "fidelity" in report:
         lines += ["", f"## Held-out fidelity vs FP32 ({report['holdout_frames']} frames)", "",
                   "| model | patch cosine | CLS cosine | patch NN agreement | ERQA 1.1 (feature PCA) | corners kept |",
@@ -223,6 +227,20 @@ def _markdown(report: dict, quant: dict, info, warning: str) -> str:
         if report.get("truth_matched_by") == "log time":
             lines += ["", "Ground truth was matched to the frames by the bag's log time: their header stamps are zero."]
     return "\n".join(lines) + "\n"
+
+
+def _choices_markdown(choices: dict) -> list[str]:
+    """What the per-layer search chose, against the fixed default (alpha 0.5, no float channels)."""
+    if not choices:
+        return []
+    lines = ["", "## Per-layer choices (layer search on the calibration frames)", "",
+             "Each Linear's W4A8 output error (relative, squared; weights rounded to nearest) with its chosen "
+             "folding strength and float input channels, and with the fixed alpha 0.5 and none.", "",
+             "| layer | alpha | float channels | output error | fixed default |", "| --- | --- | --- | --- | --- |"]
+    for name, c in choices.items():
+        alpha = "-" if c["alpha"] is None else f"{c['alpha']:g}"
+        lines.append(f"| {name} | {alpha} | {len(c['float_channels'])} | {c['error']:.2e} | {c['baseline_error']:.2e} |")
+    return lines
 
 
 def _heads_markdown(heads: dict) -> list[str]:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 SAMPLE_PER_BATCH = 20000
+ROWS_PER_BATCH = 512  # whole input rows (tokens) per batch, for the per-layer search
 
 
 @dataclass
@@ -15,6 +16,7 @@ class InputStats:
     channel_max: torch.Tensor | None = None  # per input channel max |x|
     samples: list[torch.Tensor] = field(default_factory=list)  # random |x| values for percentiles
     tensor_max: float = 0.0
+    rows: list[torch.Tensor] = field(default_factory=list)  # random whole input rows of a Linear (tokens)
 
     def add(self, x: torch.Tensor, generator: torch.Generator) -> None:
         x = x.detach().float()
@@ -26,6 +28,13 @@ class InputStats:
         idx = torch.randint(0, flat.numel(), (min(SAMPLE_PER_BATCH, flat.numel()),), generator=generator,
                             device=generator.device)
         self.samples.append(flat[idx.to(flat.device)])
+        if x.ndim == 3:
+            tokens = x.reshape(-1, x.shape[-1])
+            pick = torch.randperm(len(tokens), generator=generator, device=generator.device)[:ROWS_PER_BATCH]
+            self.rows.append(tokens[pick.to(tokens.device)])
+
+    def row_sample(self) -> torch.Tensor:
+        return torch.cat(self.rows)
 
     def percentile(self, q: float) -> float:
         return float(torch.quantile(torch.cat(self.samples), q / 100.0))

@@ -9,7 +9,7 @@ from .fake_quant import INT4
 MSE_GRID = torch.linspace(0.5, 1.0, 21)
 
 
-def weight_scales(weight: torch.Tensor, method: str = "mse") -> torch.Tensor:
+def weight_scales(weight: torch.Tensor, method: str = "mse", grid: torch.Tensor = MSE_GRID) -> torch.Tensor:
     """(out, in) -> (out,). "minmax": max|w| / 7; "mse": the clipping of max|w| that minimises each
     row's squared rounding error (outlier columns then cost less of the other weights' precision)."""
     w = weight.detach().reshape(weight.shape[0], -1).float()
@@ -20,7 +20,7 @@ def weight_scales(weight: torch.Tensor, method: str = "mse") -> torch.Tensor:
         raise ValueError(f"unknown weight scale method {method!r}")
     best_err = torch.full_like(top, float("inf"))
     best = top.clone()
-    for ratio in MSE_GRID:
+    for ratio in grid:
         scale = top * ratio
         q = torch.clamp(torch.round(w / scale[:, None]), *INT4) * scale[:, None]
         err = (q - w).pow(2).sum(dim=1)
