@@ -170,7 +170,7 @@ def _place_input_quantizer(layer, stats, choice: LayerChoice | None, config) -> 
     """The INT8 clipping level of a layer's quantized input channels, and the channels that go around it: the
     search's choice, plus any massive-activation channel above massive_factor x the clipping level."""
     top = stats.percentile(config.act_percentile)
-    channels = torch.tensor(choice.float_channels if choice else (), dtype=torch.long)
+    channels = torch.tensor(choice.float_channels if choice else (), dtype=torch.long, device="cpu")
     if isinstance(layer.inner, torch.nn.Linear):
         if len(channels):
             top = _clipping_without(stats, channels, config.act_percentile)
