@@ -40,11 +40,28 @@ def test_calibrate_writes_a_complete_artifact(bag, tmp_path, capsys):
     assert "UNTRAINED" in (out / "report.md").read_text() and "UNTRAINED" in capsys.readouterr().out
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".art")]
     heads = report["heads"]  # the simulated bag has masks and poses: every head is scored, per model
-    assert set(heads) == {"FP32", "minmax W4A8"} and {"keypoints", "field", "place"} <= set(heads["FP32"])
+    assert set(heads) == {"FP32", "minmax W4A8", "ORT quantize_dynamic W8A8"}
+    assert {"keypoints", "field", "place"} <= set(heads["FP32"]) == set(heads["ORT quantize_dynamic W8A8"])
     assert heads["FP32"]["keypoints"]["repeatability"] == heads["minmax W4A8"]["keypoints"]["repeatability"]
     assert heads["FP32"]["place"]["top1_as_fp32"] == 1.0 and heads["FP32"]["place"]["queries"] == 2
     assert 0 <= heads["minmax W4A8"]["field"]["boundary_f"] <= 1 and heads["FP32"]["field"]["frames"] == 2
     assert "## Heads on the held-out frames (2)" in (out / "report.md").read_text()
+    dynamic = report["fidelity"]["ort_dynamic"]  # the skeptic's baseline, scored as ours are, from outside
+    assert 0 < dynamic["patch_cosine"] <= 1 and dynamic["block_cosine"] == [] and report["ort_dynamic_vs_int4_size"] > 1
+    assert "| ORT quantize_dynamic W8A8 |" in (out / "report.md").read_text()
+    assert set(report["not_ahead"]) == {"ORT quantize_dynamic W8A8"}
+
+
+def test_the_report_says_in_words_where_the_method_is_not_ahead():
+    from spatialq_ros.quant.report import not_ahead
+
+    scores = {"patch_cosine": 0.99, "cls_cosine": 0.98, "nn_agreement": 0.5, "erqa_pca": 0.9, "corner_preservation": 0.8}
+    theirs = {**scores, "patch_cosine": 0.95, "nn_agreement": 0.7, "cls_cosine": 0.98}
+    heads = {"ours": {"keypoints": {"matching_accuracy": 0.6}, "place": {"recall@1": float("nan")}},
+             "theirs": {"keypoints": {"matching_accuracy": 0.4}, "place": {"recall@1": 0.5}}}
+    found = not_ahead({"ours": scores, "theirs": theirs}, heads, "ours")
+    assert found == {"theirs": [("CLS cosine", 0.98, 0.98), ("patch NN agreement", 0.5, 0.7),
+                                ("ERQA", 0.9, 0.9), ("corners kept", 0.8, 0.8)]}
 
 
 def test_calibrating_on_images_scores_the_heads_that_need_no_ground_truth(bag, tmp_path):

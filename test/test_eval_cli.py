@@ -69,3 +69,27 @@ def test_train_field_head_errors(flight, tmp_path, capsys):
     assert main(["train-field-head", "--images", str(tmp_path), "--size", SIZE, "--out", str(tmp_path / "h.npz")]) == 2
     assert "--images needs --masks" in capsys.readouterr().err
     assert not (tmp_path / "h.npz").exists()
+
+
+def test_an_artifact_is_scored_beside_ort_quantize_dynamic(flight, tmp_path, capsys):
+    art = tmp_path / "art"
+    assert main(["calibrate", "--bag", str(flight), "--size", SIZE, "--frames", "4", "--holdout", "0",
+                 "--method", "minmax", "--out", str(art)]) == 0
+    out = tmp_path / "eval"
+    assert main(["eval", "--bag", str(flight), "--size", SIZE, "--model", str(art), "--frames", "10",
+                 "--out", str(out)]) == 0
+    baseline = json.loads((out / "report.json").read_text())["baseline"]
+    assert baseline["frames"] == 2 and set(baseline["models"]) == {baseline["ours"], "ORT quantize_dynamic W8A8"}
+    for scores in baseline["models"].values():  # real sessions, real scores: not the reference itself
+        assert 0 < scores["patch_cosine"] < 1 and 0 <= scores["nn_agreement"] <= 1
+    behind = baseline["not_ahead"]["ORT quantize_dynamic W8A8"]
+    ours, theirs = baseline["models"][baseline["ours"]], baseline["models"]["ORT quantize_dynamic W8A8"]
+    assert ("patch cosine" in [m for m, _, _ in behind]) == (ours["patch_cosine"] <= theirs["patch_cosine"])
+    assert "## Against ORT quantize_dynamic" in (out / "report.md").read_text()
+    assert main(["eval", "--bag", str(flight), "--size", SIZE, "--model", str(art), "--frames", "2",
+                 "--baseline", "none", "--out", str(tmp_path / "e2")]) == 0
+    assert "baseline" not in json.loads((tmp_path / "e2" / "report.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", "--bag", str(flight), "--size", SIZE, "--baseline", "dynamic", "--out", str(tmp_path / "e3")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give a W4A8 artifact as --model" in err[0]

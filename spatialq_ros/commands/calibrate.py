@@ -38,7 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import SpatialqError
-    from ..quant.job import CalibrationJob, read_calibration_frames, run_calibration
+    from ..quant.job import CalibrationJob, label, read_calibration_frames, run_calibration
 
     if args.frames < 1 or args.holdout < 0:
         raise SpatialqError("--frames must be >= 1 and --holdout >= 0")
@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     frames, truth = read_calibration_frames(args.bag, args.images, args.topic, job)
     report = run_calibration(job, frames, truth=truth)
     for name, f in report.get("fidelity", {}).items():
-        print(f"held-out {name}: patch cosine {f['patch_cosine']:.4f}, ERQA(PCA) {f['erqa_pca']:.3f}, "
+        print(f"held-out {label(name)}: patch cosine {f['patch_cosine']:.4f}, ERQA(PCA) {f['erqa_pca']:.3f}, "
               f"NN agreement {f['nn_agreement']:.3f}")
+    for other, rows in report.get("not_ahead", {}).items():
+        if rows:
+            print(f"{label(job.method)} is not ahead of {other} on: " + ", ".join(metric for metric, _, _ in rows)
+                  + " (report.md)")
     return 0

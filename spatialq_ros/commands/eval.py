@@ -15,6 +15,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, help="evaluate only the first N frames")
     parser.add_argument("--threshold-m", type=float, default=25.0, help="VPR: a match within this distance is right")
     parser.add_argument("--out", default="eval_out", help="report folder (markdown, JSON, pictures)")
+    parser.add_argument("--baseline", choices=("auto", "dynamic", "none"), default="auto",
+                        help="score ORT quantize_dynamic W8A8 of the artifact's fp32.onnx beside it (auto: when "
+                             "--model is an artifact)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,10 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from ..perception.pipeline import Pipeline
     from ..perception.place.database import PlaceDatabase
     from ..perception.place.recognizer import PlaceRecognizer
-    from ..runtime.factory import make_engine
+    from ..errors import SpatialqError
+    from ..runtime.factory import is_artifact, make_engine
     from ..sim.bag import iter_masks, join_by_stamp, read_frames, read_poses
 
     size = parse_size(args.size)
+    if args.baseline == "dynamic" and not is_artifact(args.model):
+        raise SpatialqError("--baseline dynamic quantizes an artifact's fp32.onnx: give a W4A8 artifact as --model")
     engine = make_engine(args.model, size)
     if not engine.trained:
         warn_untrained()
@@ -49,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
     map_stamps = set(db.stamps.tolist()) if db else set()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    skeptic = None
+    if args.baseline != "none" and is_artifact(args.model):
+        from ..bench.skeptic import SkepticComparison
+
+        skeptic = SkepticComparison(args.model, pipeline.keypoint_config)
 
     field_rows, queries, retrieved, repeats, timings, overlays = [], [], [], [], [], []
     homography = known_homography(size)
@@ -64,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
             kp_b = detect(warped, engine.infer(warped).patch_tokens, pipeline.keypoint_config)
             kp_a = result.keypoints
             repeats.append(repeatability(np.c_[kp_a.u, kp_a.v], np.c_[kp_b.u, kp_b.v], homography, size))
+            if skeptic is not None:
+                skeptic.add(result.frame, homography)
         if head is not None and mask is not None:
             gt = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
             logits = head.logits(result.features.patch_tokens)
@@ -93,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
                                "map_places": len(db), "threshold_m": args.threshold_m}
         else:
             report["place"] = {"queries": 0, "note": "every evaluated frame is in the map: nothing to query"}
+    if skeptic is not None:
+        report["baseline"] = skeptic.summary()
     for j, picture in enumerate(overlays):
         cv2.imwrite(str(out / f"field_{j}.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     (out / "report.json").write_text(json.dumps(report, indent=1))
@@ -139,4 +154,8 @@ def _markdown(report: dict, overlays: int, warning: str) -> str:
                   f"({p['queries']} queries not in the map, {p['map_places']} map places, {p['threshold_m']} m)", ""]
     elif "place" not in report:
         lines += ["Place recognition: off (no --map).", ""]
+    if "baseline" in report:
+        from ..bench.skeptic import summary_markdown
+
+        lines += summary_markdown(report["baseline"])
     return "\n".join(lines)

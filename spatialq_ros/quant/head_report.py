@@ -37,11 +37,13 @@ def flight_truth(bag: str, stamps: list[int], by_log_time: bool = False) -> Flig
 
 def head_scores(models: dict, info, rgbs: list[np.ndarray], frames: int, truth: FlightTruth | None,
                 facet_layer: int, threshold_m: float = 25.0) -> dict[str, dict]:
-    """models: name -> torch model, FP32 first (the reference for top-1 place agreement), then fake-quant ones;
+    """models: name -> torch model or engine (a graph quantized outside our code), FP32 first (the reference for
+    top-1 place agreement), then the quantized ones;
     info: the checkpoint's; rgbs: calibration frames then held-out frames, at the backbone size. Each model
     runs through the deployed `Pipeline`, as `spatialq eval` runs an artifact. Returns name -> {keypoints,
     field, place} scores on the held-out frames."""
     import cv2
+    import torch
 
     from ..metrics.repeatability import known_homography
     from ..runtime.torch_engine import TorchEngine
@@ -56,7 +58,8 @@ def head_scores(models: dict, info, rgbs: list[np.ndarray], frames: int, truth: 
         if has["masks"] else []
     scores, top1 = {}, {}
     for name, model in models.items():
-        engine = TorchEngine(model, info, size, facet_layer, fingerprint=name)
+        engine = TorchEngine(model, info, size, facet_layer, fingerprint=name) \
+            if isinstance(model, torch.nn.Module) else model
         fitted = {i: engine.infer(rgbs[i]) for i in fitting}
         pipeline = _deployed_pipeline(engine, fitted, masks, truth.poses if has["poses"] else [])
         results = {i: pipeline.process(rgbs[i]) for i in held}

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backbone.vit import BackboneOutput
 from ..metrics.corners import corner_preservation
 from ..metrics.erqa import erqa
 from ..viz.feature_pca import PcaProjection, pca_rgb
@@ -34,6 +35,24 @@ def pca_pictures(tokens: torch.Tensor, projection: PcaProjection, size: tuple[in
     return [upscale_nearest(pca_rgb(t.cpu().numpy(), projection), size) for t in tokens]
 
 
+class GraphBackbone:
+    """An ONNX engine seen as a backbone with final outputs only (no per-block tokens): how a graph quantized
+    outside our code, such as ORT's quantize_dynamic of fp32.onnx, enters the comparisons the torch models do."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def extract(self, images: torch.Tensor, layers=(), facet_layer=None, facet: str = "value") -> BackboneOutput:
+        outs = [self.engine.infer_normalized(x[None].cpu().numpy()) for x in images]
+
+        def stacked(name: str) -> torch.Tensor:
+            return torch.from_numpy(np.stack([getattr(o, name) for o in outs])).to(images.device)
+
+        patch = stacked("patch_tokens")
+        return BackboneOutput(patch, stacked("cls_token"), patch.new_zeros(len(outs), 0, patch.shape[-1]),
+                              facet=stacked("value_facet"))
+
+
 @torch.no_grad()
 def fidelity(reference, model, images: torch.Tensor) -> dict:
     """Final patch/CLS cosine, NN agreement, per-block cosine, and ERQA 1.1 + corner preservation on the
@@ -52,7 +71,7 @@ def fidelity(reference, model, images: torch.Tensor) -> dict:
         "patch_cosine": patch_cosine(out.patch_tokens, ref.patch_tokens),
         "cls_cosine": patch_cosine(out.cls_token, ref.cls_token),
         "nn_agreement": nn_agreement(out.patch_tokens, ref.patch_tokens),
-        "block_cosine": [patch_cosine(out.intermediate[b], ref.intermediate[b]) for b in blocks],
+        "block_cosine": [patch_cosine(out.intermediate[b], ref.intermediate[b]) for b in blocks if b in out.intermediate],
         "erqa_pca": float(np.mean([erqa(o, r) for o, r in zip(out_pics, ref_pics)])),
         "corner_preservation": float(np.mean([corner_preservation(o, r) for o, r in zip(out_pics, ref_pics)])),
     }
@@ -66,6 +85,8 @@ def plot_block_cosine(results: dict[str, dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
     for name, result in results.items():
+        if not result["block_cosine"]:  # a graph seen from outside: final outputs only
+            continue
         ax.plot(range(len(result["block_cosine"])), result["block_cosine"], marker="o", label=name)
     ax.set_xlabel("block")
     ax.set_ylabel("patch cosine vs FP32")
@@ -75,3 +96,30 @@ def plot_block_cosine(results: dict[str, dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+# What a user compares: higher is better for each; keypoint repeatability is left out (the same for every model,
+# its locations come from image gradients).
+FIDELITY_METRICS = {"patch_cosine": "patch cosine", "cls_cosine": "CLS cosine", "nn_agreement": "patch NN agreement",
+                    "erqa_pca": "ERQA", "corner_preservation": "corners kept"}
+HEAD_METRICS = {("keypoints", "matching_accuracy"): "descriptor matching", ("field", "boundary_f"): "field boundary F",
+                ("field", "iou"): "field IoU", ("place", "recall@1"): "VPR R@1", ("place", "recall@5"): "VPR R@5",
+                ("place", "top1_as_fp32"): "top-1 place as FP32"}
+
+
+def not_ahead(fidelities: dict[str, dict], heads: dict[str, dict], ours: str) -> dict[str, list[tuple]]:
+    """fidelities and heads by model name (heads may lack a model or a head); ours: the method's name. Returns
+    each other model's name -> [(metric, ours, theirs)] for every metric where ours scores no higher (a tie is
+    not ahead either), so the report can say it in words."""
+    found = {}
+    for name in fidelities:
+        if name == ours:
+            continue
+        rows = [(label, fidelities[ours][m], fidelities[name][m]) for m, label in FIDELITY_METRICS.items()
+                if fidelities[ours][m] <= fidelities[name][m]]
+        for (head, m), label in HEAD_METRICS.items():
+            a, b = (heads.get(n, {}).get(head, {}).get(m) for n in (ours, name))
+            if a is not None and b is not None and np.isfinite(a) and np.isfinite(b) and a <= b:
+                rows.append((label, a, b))
+        found[name] = rows
+    return found

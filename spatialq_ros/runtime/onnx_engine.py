@@ -13,6 +13,7 @@ from .engine import Features
 from .factory import artifact_meta
 
 GRAPHS = {"qdq": "model.onnx", "int4": "model_int4.onnx", "cpu": "model_cpu.onnx", "fp32": "fp32.onnx"}
+W4A8_GRAPHS = ("qdq", "int4", "cpu")  # one model in three forms: they share the artifact's fingerprint
 
 
 def preferred_providers() -> list[str]:
@@ -29,15 +30,18 @@ def auto_graph(folder: Path) -> str:
 
 
 class OnnxEngine:
+    """path: a graph with the artifact's inputs and outputs made outside it (a baseline quantized from its
+    fp32.onnx, e.g. ORT's quantize_dynamic), which `graph` then names."""
+
     def __init__(self, artifact: str | Path, graph: str = "auto", threads: int = 0,
-                 providers: list[str] | None = None) -> None:
+                 providers: list[str] | None = None, path: Path | None = None) -> None:
         folder = Path(artifact)
         self.meta = artifact_meta(folder)
-        graph = auto_graph(folder) if graph == "auto" else graph
-        if graph not in GRAPHS:
+        graph = auto_graph(folder) if graph == "auto" and path is None else graph
+        if path is None and graph not in GRAPHS:
             raise SpatialqError(f"graph must be auto or one of {', '.join(GRAPHS)}, not {graph!r}")
         self.graph = graph
-        path = folder / GRAPHS[graph]
+        path = Path(path) if path is not None else folder / GRAPHS[graph]
         if not path.is_file():
             raise SpatialqError(f"{path}: missing from the artifact")
         options = ort.SessionOptions()
@@ -51,9 +55,11 @@ class OnnxEngine:
         except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
             raise SpatialqError(f"{path}: ONNX Runtime cannot load it ({exc})") from None
         self.size = tuple(self.meta["size"])
-        self.fingerprint = self.meta["fingerprint"] + ("" if graph != "fp32" else ":fp32")
+        self.fingerprint = self.meta["fingerprint"] + ("" if graph in W4A8_GRAPHS else f":{graph}")
         self.trained = bool(self.meta.get("trained", False))
-        self.grid = (self.size[1] // 14, self.size[0] // 14)
+        self.facet_layer = int(self.meta.get("facet_layer", -1))
+        patch = int(self.meta.get("patch_size", 14))  # artifacts before patch_size was recorded are all /14
+        self.grid = (self.size[1] // patch, self.size[0] // patch)
 
     def infer_normalized(self, image: np.ndarray) -> Features:
         patch, cls, facet = self.session.run(["patch_tokens", "cls_token", "value_facet"], {"image": image})
