@@ -23,6 +23,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                              f"default {DEFAULT_THRESHOLD:g})")
     parser.add_argument("--hover-frames", type=int, default=30,
                         help="hover measurement: a flight of twice this many frames, half hovering (0: skip)")
+    parser.add_argument("--zoo", metavar="MODELS",
+                        help="instead of timing: calibrate stress models (all, zoo, held-out or names) at the first "
+                             "size and tabulate GPLQ, min-max, ORT dynamic and ORT static QDQ: OUT/zoo.md")
+    parser.add_argument("--zoo-frames", type=int, default=32, help="zoo: calibration frames per model")
+    parser.add_argument("--zoo-holdout", type=int, default=8, help="zoo: held-out frames the table scores")
+    parser.add_argument("--zoo-depth", type=int, help="zoo: shorten every model to this many blocks (quick checks)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     if not sizes or args.frames < 2:
         raise SpatialqError("give at least one size and --frames >= 2")
+    if args.zoo is not None:
+        return _run_zoo(args, sizes[0])
     threshold = check_threshold(args.frame_cache)
     if args.hover_frames < 0:
         raise SpatialqError(f"--hover-frames {args.hover_frames}: must be 0 or more")
@@ -109,6 +117,39 @@ def run(args: argparse.Namespace) -> int:
         write_atomic(Path(args.json), json.dumps([{**r.as_dict(), "cpu_class": cpu.name} for r in rows],
                                                  indent=1).encode())
     _plot(rows, out / "bench.png")
+    print(table)
+    return 0
+
+
+def _run_zoo(args, size) -> int:
+    import json
+    import tempfile
+    from datetime import date
+    from pathlib import Path
+
+    from ..atomic import write_atomic
+    from ..bench.cpu_class import read_cpu_class
+    from ..bench.zoo import run_zoo, zoo_markdown, zoo_names
+    from ..errors import SpatialqError
+
+    names = zoo_names(args.zoo)
+    if args.zoo_frames < 1 or args.zoo_holdout < 1:
+        raise SpatialqError("--zoo-frames and --zoo-holdout must be >= 1")
+    if args.zoo_depth is not None and args.zoo_depth < 1:
+        raise SpatialqError(f"--zoo-depth {args.zoo_depth}: must be >= 1")
+    with tempfile.TemporaryDirectory(prefix="spatialq-zoo-") as tmp:
+        results = run_zoo(names, size, args.zoo_frames, args.zoo_holdout, Path(tmp), args.zoo_depth)
+    cpu = read_cpu_class()
+    header = (f"`spatialq bench --zoo {args.zoo} --sizes {size[0]}x{size[1]} --zoo-frames {args.zoo_frames} "
+              f"--zoo-holdout {args.zoo_holdout}" + (f" --zoo-depth {args.zoo_depth}" if args.zoo_depth else "")
+              + f"` on {date.today().isoformat()}, {cpu.describe()}. Seeded stress models (UNTRAINED by "
+              "construction): the table is about the quantizers, not about DINOv2.")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = zoo_markdown(results, header)
+    write_atomic(out / "zoo.md", table.encode())
+    write_atomic(out / "zoo.json", json.dumps({"cpu": cpu.as_dict(), "size": list(size), "models": results},
+                                              indent=1).encode())
     print(table)
     return 0
 

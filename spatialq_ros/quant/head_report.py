@@ -64,7 +64,7 @@ def head_scores(models: dict, info, rgbs: list[np.ndarray], frames: int, truth: 
         pipeline = _deployed_pipeline(engine, fitted, masks, truth.poses if has["poses"] else [])
         results = {i: pipeline.process(rgbs[i]) for i in held}
         scores[name] = {"keypoints": _keypoint_scores(pipeline, results, homography)}
-        if has["masks"]:
+        if pipeline.field_head is not None:
             scores[name]["field"] = _field_scores(results, masks)
         if has["poses"]:
             scores[name]["place"], top1[name] = _place_scores(pipeline.place.database, results, truth.poses,
@@ -85,8 +85,13 @@ def _deployed_pipeline(engine, fitted: dict, masks: list, poses: list):
     if masks:  # the field and place modules need scipy and faiss: imported only when there is truth to fit
         from ..perception.field import fit_linear_head
 
-        head = fit_linear_head([(f.patch_tokens, masks[i]) for i, f in fitted.items() if masks[i] is not None],
-                               engine.fingerprint, engine.size)
+        from ..errors import SpatialqError
+
+        try:
+            head = fit_linear_head([(f.patch_tokens, masks[i]) for i, f in fitted.items() if masks[i] is not None],
+                                   engine.fingerprint, engine.size)
+        except SpatialqError:  # e.g. masks that are all field: nothing to learn a border from, not a failed run
+            head = None
     if poses:
         from ..perception.place.builder import MapBuilder
         from ..perception.place.recognizer import PlaceRecognizer

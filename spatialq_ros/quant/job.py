@@ -295,7 +295,8 @@ def _heads_markdown(heads: dict) -> list[str]:
                      + (f"{p['recall@1']:.3f} | {p['recall@5']:.3f} | {p['top1_as_fp32']:.3f} |" if p
                         else "- | - | - |"))
     if "field" not in first:
-        lines += ["", "Field boundaries: not scored (the bag has no ground-truth field masks)."]
+        lines += ["", "Field boundaries: not scored (the bag has no ground-truth field masks, or they leave no "
+                  "background in the calibration frames to fit a head on)."]
     if "place" not in first:
         lines += ["", "Place recognition: not scored (the bag has no poses)."]
     else:
