@@ -125,7 +125,13 @@ def test_hover_segment_of_a_simulated_flight_hits_and_the_flown_part_misses(engi
     hits = np.array(hits)
     assert not (hits & ~still).any()  # never reused while the camera moved
     assert hits[still].mean() >= 0.7  # most of the hover is served from the cache
-    assert min(cosines) > 0.97  # and what it served is close to what the engine would have given
+    # What it served is close to what the engine would have given: closer than any step of the flight moves the
+    # features (same run, same engine), and above a floor with margin. The worst served frame was just above 0.97
+    # where this test was written and 0.969 on another machine (the calibration's float rounding moves INT8
+    # codes), so no bound is pinned at that figure.
+    fresh = [engine.infer(rgb).patch_tokens for rgb in frames]
+    one_step = [patch_cosine(fresh[i - 1], fresh[i]) for i in np.flatnonzero(~still)[1:]]
+    assert min(cosines) > max(max(one_step), 0.95), (min(cosines), max(one_step))
 
 
 def test_moved_camera_misses(engine, flight):
