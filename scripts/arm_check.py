@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""ARM correctness without an ARM machine: `spatialq features` from a W4A8 artifact in an arm64 Debian under
-qemu-user, compared with the same command on this x86 machine.
+"""ARM correctness without an ARM machine: `spatialq features` of a W4A8 artifact under qemu-user vs x86.
+
+The command runs in an arm64 Debian under qemu-user and on this x86 machine; their outputs are compared.
 
     sudo .venv/bin/python scripts/arm_check.py --artifact ARTIFACT [--image frame.png]
          [--qemu-cpus cortex-a72 neoverse-n1 max,sve=off] [--cache ~/.cache/spatialq_ros] [--out arm_check_out]
@@ -353,6 +354,11 @@ def report(artifact: Path, image: Path, out: Path, cpus: list[str], min_cosine: 
     print(f"\nartifact {artifact} ({fingerprint}), image {image.name}")
     print(f"x86_64: {x86_env['proc_cpuinfo']['description']}; onnxruntime {x86_env['onnxruntime']}; "
           f"`spatialq features` ran {x86_env['auto_graph']}")
+    spread = None
+    if (out / "x86_64" / "graph_qdq.npz").is_file():  # the same W4A8 model through x86's other kernels
+        spread = agreement(out / "x86_64" / "graph_qdq.npz", out / "x86_64" / "features.npz")
+        print(f"x86_64 alone, model.onnx (QDQ) against model_cpu.onnx: 1 - patch cosine {1 - spread['patch_cosine_mean']:.1e} "
+              f"(worst patch {1 - spread['patch_cosine_min']:.1e}): how far float rounding alone moves this artifact")
     rows, results = [], {}
     for cpu in cpus:
         side = out / side_name(cpu)
@@ -384,7 +390,8 @@ def report(artifact: Path, image: Path, out: Path, cpus: list[str], min_cosine: 
     failed = [cpu for cpu in cpus if results[cpu]["features"]["patch_cosine_min"] < min_cosine]
     (out / "agreement.json").write_text(json.dumps(
         {"artifact": str(artifact), "fingerprint": fingerprint, "image": str(image), "x86_64": x86_env,
-         "aarch64": results, "min_cosine": min_cosine, "passed": not failed}, indent=1))
+         "x86_qdq_vs_cpu_graph": spread, "aarch64": results, "min_cosine": min_cosine, "passed": not failed},
+        indent=1))
     print(f"\n{'FAIL' if failed else 'PASS'}: `spatialq features` patch cosine to x86 >= {min_cosine} on every patch"
           + (f"; not met under {', '.join(failed)}" if failed else f" under {', '.join(cpus)}")
           + f" (wrote {out / 'agreement.json'})")
