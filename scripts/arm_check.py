@@ -12,7 +12,7 @@ ORT's x86 kernels, through the deploy path (numpy, cv2, onnxruntime; no torch is
 is qemu's model of one, not a real core: timing under emulation means nothing and is not measured. Each
 --qemu-cpus model runs once: cortex-a72 has NEON only (a Raspberry Pi 4), neoverse-n1 adds dot-product
 (the Jetson Orin's class), `max,sve=off` adds i8mm. `max` (SVE too) works, but qemu runs SVE code so
-slowly that one 224x224 frame takes many minutes, so it is not in the default list.
+slowly (a 56x56 artifact's graphs took minutes each) that it is not in the default list.
 
 Steps, each kept in --cache (a rerun redoes only the comparison):
   1. apt-get installs qemu-user-static, debootstrap and binfmt-support where missing; binfmt_misc is
