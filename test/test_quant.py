@@ -199,6 +199,12 @@ def test_deploy_path_runs_without_torch(frames, tmp_path):
         "f = e.infer(np.zeros((100, 150, 3), np.uint8))\n"
         "assert f.patch_tokens.shape == (8, 8, 384), f.patch_tokens.shape\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "import cv2\n"
+        f"cv2.imwrite({str(tmp_path / 'frame.png')!r}, np.zeros((100, 150, 3), np.uint8))\n"
+        "from spatialq_ros.cli import main\n"
+        f"assert main(['features', '--image', {str(tmp_path / 'frame.png')!r}, '--model', {str(tmp_path)!r},\n"
+        f"             '--out', {str(tmp_path / 'f.npz')!r}]) == 0\n"
+        "assert 'torch' not in sys.modules, 'spatialq features imported torch'\n"
         "print('ok')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]

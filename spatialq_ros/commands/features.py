@@ -25,7 +25,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..atomic import check_writable_parent, save_npz_atomic
-    from ..backbone.checkpoint import default_backbone, load_backbone
     from ..backbone.preprocess import parse_size, preprocess, resize_rgb
     from ..banner import warn_untrained
     from ..errors import SpatialqError
@@ -46,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.model and (Path(args.model) / "quant.json").is_file():
         return _run_artifact(args, rgb, size, facet)
+    from ..backbone.checkpoint import default_backbone, load_backbone  # torch: only for a checkpoint
+
     model, info = load_backbone(args.model) if args.model else default_backbone()
     if not info.trained:
         warn_untrained()
