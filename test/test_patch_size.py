@@ -142,7 +142,8 @@ def test_keypoints_one_per_16_px_cell_and_the_whole_pipeline_on_the_artifact(wor
     engine = OnnxEngine(artifact)
     database = PlaceDatabase.load(work / "map.npz")
     assert database.config["patch_size"] == 16
-    pipeline = Pipeline(engine, place=PlaceRecognizer(database, engine.fingerprint), field_head=load_head(work / "head.npz"))
+    pipeline = Pipeline(engine, place=PlaceRecognizer(database, engine.fingerprint),
+                        field_head=load_head(work / "head.npz"))
     frame = next(iter(read_frames(flight))).rgb
     result = pipeline.process(frame)
     kp = result.keypoints

@@ -68,7 +68,8 @@ def detect(image: np.ndarray, tokens: np.ndarray, config: KeypointConfig = Keypo
     u = u.ravel()[index].astype(np.float32)
     v = v.ravel()[index].astype(np.float32)
     grid = np.asarray(tokens)
-    descriptors = _sample_bilinear(grid, u, v, patch) if config.subpixel_descriptors else grid[row, col].astype(np.float64)
+    descriptors = (_sample_bilinear(grid, u, v, patch) if config.subpixel_descriptors
+                   else grid[row, col].astype(np.float64))
     # float64 for the norm: float32 SIMD sums depend on memory alignment, and the output must be bit-reproducible
     norms = np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
     descriptors = (descriptors / norms).astype(np.float32)
