@@ -86,11 +86,11 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
     job.check_output()
     size = parse_size(job.size)
     device = resolve_device(job.device)
+    model, info = load_backbone(job.model) if job.model else default_backbone()
+    check_size(size, model.patch_size, info.arch)
     if len(frames) < job.frames + job.holdout:
         raise SpatialqError(f"{job.source}: {len(frames)} frames, fewer than the {job.frames + job.holdout} asked "
                             f"({job.frames} calibration + {job.holdout} held out)")
-    model, info = load_backbone(job.model) if job.model else default_backbone()
-    check_size(size, model.patch_size, info.arch)
     rgbs = [resize_rgb(f, size) for f in frames[: job.frames + job.holdout]]
     if not info.trained:
         warn_untrained()
