@@ -140,8 +140,10 @@ def test_wire_quantization_roundtrip():
 def test_bad_inputs_are_user_errors():
     with pytest.raises(SpatialqError, match="do not match"):
         detect(scene(), np.zeros((3, 3, 8), np.float32))
-    with pytest.raises(SpatialqError, match="multiples of 14"):
-        detect(np.zeros((100, 140, 3), np.uint8), np.zeros((7, 10, 8), np.float32))
+    with pytest.raises(SpatialqError, match="grid times the backbone's patch"):
+        detect(np.zeros((100, 140, 3), np.uint8), np.zeros((7, 10, 8), np.float32))  # 140 = 10 x 14, 100 != 7 x 14
+    with pytest.raises(SpatialqError, match=r"an \(h, w, D\) token grid"):
+        detect(scene(), np.zeros((0, 3, 8), np.float32))
     with pytest.raises(SpatialqError, match="uint8"):
         detect(np.zeros((28, 28, 3), np.float32), np.zeros((2, 2, 8), np.float32))
 

@@ -9,20 +9,29 @@ import numpy as np
 
 from ..errors import SpatialqError
 
-PATCH_SIZE = 14
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'448x336' -> (448, 336) as (W, H); both must be positive multiples of the 14 px patch."""
+    """'448x336' -> (448, 336) as (W, H), both positive. Whether they fit the backbone's patch is
+    `check_size`'s question, asked where the model is known."""
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
     if not match:
         raise SpatialqError(f"size {text!r}: expected WxH, e.g. 448x448")
     width, height = int(match.group(1)), int(match.group(2))
-    if width <= 0 or height <= 0 or width % PATCH_SIZE or height % PATCH_SIZE:
-        raise SpatialqError(f"size {text}: width and height must be positive multiples of {PATCH_SIZE}")
+    if width <= 0 or height <= 0:
+        raise SpatialqError(f"size {text}: width and height must be positive")
     return width, height
+
+
+def check_size(size: tuple[int, int], patch: int, backbone: str) -> tuple[int, int]:
+    """size unchanged when both sides are multiples of the backbone's patch (14 px for DINOv2, 16 for
+    DINOv3); else one line that names the patch and whose it is."""
+    width, height = size
+    if width % patch or height % patch:
+        raise SpatialqError(f"size {width}x{height}: sides must be multiples of {patch}, the patch of {backbone}")
+    return size
 
 
 def resize_rgb(rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
@@ -34,12 +43,10 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 
 def preprocess(rgb: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> float32 (1, 3, H', W'): resized if asked, RGB/255, ImageNet mean/std."""
+    """RGB uint8 (H, W, 3) -> float32 (1, 3, H', W'): resized if asked, RGB/255, ImageNet mean/std.
+    The backbone checks that the sides fit its patch."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise SpatialqError(f"expected an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")
     rgb = resize_rgb(rgb, size)
-    h, w = rgb.shape[:2]
-    if h % PATCH_SIZE or w % PATCH_SIZE:
-        raise SpatialqError(f"image {w}x{h}: sides must be multiples of {PATCH_SIZE} (give a size)")
     x = (rgb.astype(np.float32) * (1.0 / 255.0) - IMAGENET_MEAN) / IMAGENET_STD
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])

@@ -93,7 +93,7 @@ def measure(engines: dict, images: list[np.ndarray], size: tuple[int, int], conf
         for gemm in peaks.values():
             gemm.run()
     reference = outputs["torch-fp32"]
-    grid = (size[1] // 14, size[0] // 14)
+    grid = (size[1] // config.patch_size, size[0] // config.patch_size)
     # ERQA compares feature pictures: every engine's are rendered with the reference's projection, so the
     # score measures the tokens, not a per-picture colour stretch.
     projection = PcaProjection.fit(np.stack(reference))

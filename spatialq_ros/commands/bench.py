@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..atomic import write_atomic
     from ..backbone.checkpoint import default_backbone, load_backbone
-    from ..backbone.preprocess import parse_size, preprocess
+    from ..backbone.preprocess import check_size, parse_size, preprocess
     from ..banner import warn_untrained
     from ..bench.cpu_class import read_cpu_class
     from ..bench.gemm_peak import GemmPeak
@@ -68,11 +68,17 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, info = load_backbone(args.model) if args.model else default_backbone()
+    for size in sizes:
+        check_size(size, model.patch_size, info.arch)
     if not info.trained:
         warn_untrained()
     given = None
     if args.artifact:
-        given = (tuple(artifact_meta(args.artifact)["size"]), Path(args.artifact))
+        meta = artifact_meta(args.artifact)
+        if meta["patch_size"] != model.patch_size:
+            raise SpatialqError(f"artifact {args.artifact} has patch {meta['patch_size']}, the model "
+                                f"{info.arch} {model.patch_size}: they are not the same backbone")
+        given = (tuple(meta["size"]), Path(args.artifact))
     peaks = {kind: GemmPeak(kind, args.threads) for kind in ("fp32", "int8")}
     checkpoint_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6
     rows, hover, node = [], [], []

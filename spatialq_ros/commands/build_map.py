@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         warn_untrained()
     builder = MapBuilder(engine.fingerprint, {
         "facet_layer": args.facet_layer, "aggregation": args.aggregation, "size": list(size),
-        "pca_dims": args.pca_dims, "clusters": args.clusters, "pose_topic": args.pose_topic},
+        "patch_size": engine.patch_size, "pca_dims": args.pca_dims, "clusters": args.clusters,
+        "pose_topic": args.pose_topic},
         min_distance=args.min_distance, every=args.every)
     pose_stamps = np.array(sorted(poses))
     for i, frame in enumerate(tqdm(read_frames(args.bag, args.topic), desc="map frames", unit="frame")):

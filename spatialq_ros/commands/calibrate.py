@@ -13,7 +13,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--bag", help="rosbag2 with camera frames (raw or compressed)")
     source.add_argument("--images", help="folder of calibration images")
     parser.add_argument("--topic", help="image topic in --bag (default: the camera topic)")
-    parser.add_argument("--size", default="224x224", help="deployment resolution WxH, multiples of 14")
+    parser.add_argument("--size", default="224x224", help="deployment resolution WxH, multiples of the "
+                        "backbone's patch (14 for DINOv2, 16 for DINOv3)")
     parser.add_argument("--frames", type=int, default=256, help="calibration frames (default 256)")
     parser.add_argument("--holdout", type=int, default=16, help="extra frames kept out, for the report")
     parser.add_argument("--method", choices=("gplq", "minmax"), default="gplq")

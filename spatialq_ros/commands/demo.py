@@ -15,7 +15,8 @@ from pathlib import Path
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (replaced), default demo_out/")
     parser.add_argument("--frames", type=int, default=120, help="frames to simulate, default 120")
-    parser.add_argument("--size", default="224x224", help="frame and backbone size WxH, default 224x224")
+    parser.add_argument("--size", default="224x224", help="frame and backbone size WxH, multiples of the "
+                        "backbone's patch (14 for DINOv2, 16 for DINOv3), default 224x224")
     parser.add_argument("--calibration-frames", type=int, default=32, help="GPLQ calibration frames")
     parser.add_argument("--pictures", type=int, default=6, help="frames shown in the feature picture")
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..backbone.checkpoint import default_backbone
-    from ..backbone.preprocess import parse_size, preprocess
+    from ..backbone.preprocess import check_size, parse_size, preprocess
     from ..banner import UNTRAINED_WARNING, warn_untrained
     from ..errors import SpatialqError
     from ..sim.bag import read_frames, read_masks
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from ..viz.feature_pca import PcaProjection, pca_rgb
     from ..viz.pictures import side_by_side, stamp_untrained, upscale_nearest, write_png
 
-    size = parse_size(args.size)
+    model, info = default_backbone()
+    size = check_size(parse_size(args.size), model.patch_size, info.arch)
     if args.frames < args.pictures or args.pictures < 1:
         raise SpatialqError(f"--frames {args.frames} must be at least --pictures {args.pictures} (>= 1)")
     out = Path(args.out)
@@ -54,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
     simulate(bag, SimConfig(frames=args.frames, size=size, seed=0, hover=args.frames // 10))
     sim_s = time.perf_counter() - t0
 
-    model, info = default_backbone()
     if not info.trained:
         warn_untrained()
     wanted = set(np.linspace(0, args.frames - 1, args.pictures).round().astype(int).tolist())

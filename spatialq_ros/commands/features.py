@@ -14,8 +14,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         "default: models/dinov2_vits14_pretrain.pth, else an UNTRAINED seeded ViT-S/14")
     parser.add_argument("--image", required=True, help="input image (PNG, JPEG, ...)")
     parser.add_argument("--out", required=True, help="output .npz")
-    parser.add_argument("--size", help="WxH, multiples of 14; default: the image's own size "
-                        "(rounded to multiples of 14 if needed)")
+    parser.add_argument("--size", help="WxH, multiples of the backbone's patch (14 for DINOv2, 16 for DINOv3); "
+                        "default: the image's own size (rounded to multiples of the patch if needed)")
     parser.add_argument("--layer", type=int, help="block index for --facet (negative counts from the end)")
     parser.add_argument("--facet", choices=FACETS, help="facet of --layer to save (default value)")
     parser.add_argument("--pca-png", help="write the 3-component PCA picture of the patch tokens here")
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..atomic import check_writable_parent, save_npz_atomic
-    from ..backbone.preprocess import parse_size, preprocess, resize_rgb
+    from ..backbone.preprocess import check_size, parse_size, preprocess, resize_rgb
     from ..banner import warn_untrained
     from ..errors import SpatialqError
     from ..imageio import read_rgb
@@ -37,17 +37,19 @@ def run(args: argparse.Namespace) -> int:
     if args.pca_png:
         check_writable_parent(args.pca_png)
     rgb = read_rgb(args.image)
-    size = parse_size(args.size) if args.size else size_for(rgb.shape[1], rgb.shape[0])
-    if size != (rgb.shape[1], rgb.shape[0]):
-        print(f"[spatialq] resizing {rgb.shape[1]}x{rgb.shape[0]} -> {size[0]}x{size[1]}", file=sys.stderr)
+    asked = parse_size(args.size) if args.size else None
 
     from pathlib import Path
 
     if args.model and (Path(args.model) / "quant.json").is_file():
-        return _run_artifact(args, rgb, size, facet)
+        return _run_artifact(args, rgb, asked, facet)
     from ..backbone.checkpoint import default_backbone, load_backbone  # torch: only for a checkpoint
 
     model, info = load_backbone(args.model) if args.model else default_backbone()
+    size = (check_size(asked, model.patch_size, info.arch) if asked
+            else size_for(rgb.shape[1], rgb.shape[0], model.patch_size))
+    if size != (rgb.shape[1], rgb.shape[0]):
+        print(f"[spatialq] resizing {rgb.shape[1]}x{rgb.shape[0]} -> {size[0]}x{size[1]}", file=sys.stderr)
     if not info.trained:
         warn_untrained()
     depth = model.config.depth
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_artifact(args, rgb, size, facet) -> int:
+def _run_artifact(args, rgb, asked, facet) -> int:
     """A W4A8 artifact runs through ONNX Runtime (the graph this machine runs fastest), as on the robot: no torch."""
     import json
 
@@ -91,9 +93,12 @@ def _run_artifact(args, rgb, size, facet) -> int:
     from ..runtime.onnx_engine import OnnxEngine
 
     engine = OnnxEngine(args.model)
-    if tuple(size) != tuple(engine.size) and args.size:
+    if asked and tuple(asked) != tuple(engine.size):
         raise SpatialqError(f"artifact {args.model} was exported for {engine.size[0]}x{engine.size[1]}, "
-                            f"not {size[0]}x{size[1]}")
+                            f"not {asked[0]}x{asked[1]}")
+    if (rgb.shape[1], rgb.shape[0]) != tuple(engine.size):
+        print(f"[spatialq] resizing {rgb.shape[1]}x{rgb.shape[0]} -> {engine.size[0]}x{engine.size[1]}",
+              file=sys.stderr)
     if facet not in (None, "value") or (args.layer is not None and args.layer % engine.meta["depth"]
                                         != engine.meta["facet_layer"] % engine.meta["depth"]):
         raise SpatialqError(f"artifact graphs output only the value facet of block {engine.meta['facet_layer']}")
@@ -114,8 +119,8 @@ def _run_artifact(args, rgb, size, facet) -> int:
     return 0
 
 
-def size_for(width: int, height: int, patch: int = 14) -> tuple[int, int]:
-    """The nearest sides that are multiples of the patch size (an image already on the grid keeps its size)."""
+def size_for(width: int, height: int, patch: int) -> tuple[int, int]:
+    """The nearest sides that are multiples of the backbone's patch (an image already on its grid keeps its size)."""
     return (max(patch, round(width / patch) * patch), max(patch, round(height / patch) * patch))
 
 

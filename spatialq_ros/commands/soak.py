@@ -11,7 +11,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map", help="place map built on --model")
     parser.add_argument("--field-head", help="field head trained on --model")
     parser.add_argument("--bag", help="flight whose camera frames are played, over and over (default: simulated)")
-    parser.add_argument("--size", default="224x224", help="size of the inputs built here (default 224x224)")
+    parser.add_argument("--size", default="224x224", help="size of the inputs built here, multiples of the "
+                        "backbone's patch (default 224x224)")
     parser.add_argument("--profile", choices=("drone", "tractor"), default="drone", help="node graph and parameters")
     parser.add_argument("--frames", type=int, default=20000, help="frames of the long run (default 20000)")
     parser.add_argument("--warmup", type=int, default=1000, help="frames before the RSS baseline (default 1000)")
@@ -26,12 +27,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..backbone.preprocess import parse_size
+    from ..backbone.preprocess import check_size, parse_size
     from ..errors import SpatialqError
     from ..runtime.factory import artifact_meta, is_artifact
     from ..soak_report import write_soak_report
 
-    parse_size(args.size)  # a bad size is one line now, not a failed build later
+    asked = parse_size(args.size)
     given = [args.model, args.map, args.field_head]
     if any(given) and not all(given):
         raise SpatialqError("give --model, --map and --field-head together (or none: the soak builds small ones)")
@@ -54,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
     if args.model and not is_artifact(args.model):
         raise SpatialqError(f"--model {args.model}: not a W4A8 artifact folder (the soak runs the deploy engine, "
                             "ONNX Runtime, on one; make one with spatialq calibrate)")
+    if not args.model:  # the inputs are built on the embedded default: a size off its patch is one line now
+        from ..backbone.checkpoint import default_backbone
+
+        backbone, info = default_backbone()
+        check_size(asked, backbone.patch_size, info.arch)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)

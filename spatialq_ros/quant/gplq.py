@@ -223,7 +223,8 @@ def _activation_qat(student, teacher, batches, rgbs, config, progress, step) -> 
              "cls": _pca_basis(torch.cat([t.cls_token for t in targets]), config.pca_variance)}
     for b in blocks:
         bases[b] = _pca_basis(torch.cat([t.intermediate[b] for t in targets]), config.pca_variance)
-    corners = torch.from_numpy(np.stack([corner_map(rgb, grid) for rgb in rgbs])).float().to(finals.device)
+    corners = np.stack([corner_map(rgb, grid, teacher.patch_size) for rgb in rgbs])
+    corners = torch.from_numpy(corners).float().to(finals.device)
 
     scale_params = [p for n, p in student.named_parameters() if n.endswith("act_scale")]
     weight_params = [p for n, p in student.named_parameters() if not n.endswith("act_scale")]

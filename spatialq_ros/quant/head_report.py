@@ -97,7 +97,8 @@ def _deployed_pipeline(engine, fitted: dict, masks: list, poses: list):
         from ..perception.place.recognizer import PlaceRecognizer
 
         builder = MapBuilder(engine.fingerprint, {"facet_layer": engine.facet_layer, "aggregation": "vlad",
-                                                  "size": list(engine.size), "pca_dims": 0, "clusters": 16})
+                                                  "size": list(engine.size), "patch_size": engine.patch_size,
+                                                  "pca_dims": 0, "clusters": 16})
         for i, f in fitted.items():
             if poses[i] is not None:
                 builder.add(f.value_facet, poses[i], i)

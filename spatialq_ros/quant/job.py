@@ -49,7 +49,7 @@ class CalibrationJob:
 
     def check_output(self) -> None:
         """Fail before any work when a setting is invalid, CUDA is asked for and missing, or the folder exists
-        (without force)."""
+        (without force). Whether the size fits the backbone's patch is checked once the model is loaded."""
         from ..backbone.preprocess import parse_size
         from .device import resolve_device
 
@@ -73,7 +73,7 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
 
     from ..atomic import atomic_dir
     from ..backbone.checkpoint import default_backbone, load_backbone
-    from ..backbone.preprocess import parse_size, preprocess, resize_rgb
+    from ..backbone.preprocess import check_size, parse_size, preprocess, resize_rgb
     from ..banner import UNTRAINED_WARNING, warn_untrained
     from ..runtime.onnx_engine import OnnxEngine
     from .artifact import write_artifact
@@ -86,11 +86,12 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
     job.check_output()
     size = parse_size(job.size)
     device = resolve_device(job.device)
+    model, info = load_backbone(job.model) if job.model else default_backbone()
+    check_size(size, model.patch_size, info.arch)
     if len(frames) < job.frames + job.holdout:
         raise SpatialqError(f"{job.source}: {len(frames)} frames, fewer than the {job.frames + job.holdout} asked "
                             f"({job.frames} calibration + {job.holdout} held out)")
     rgbs = [resize_rgb(f, size) for f in frames[: job.frames + job.holdout]]
-    model, info = load_backbone(job.model) if job.model else default_backbone()
     if not info.trained:
         warn_untrained()
     images = torch.from_numpy(np.concatenate([preprocess(r) for r in rgbs]))

@@ -37,7 +37,7 @@ class GraphSpec:
     num_register_tokens: int
     size: tuple[int, int]  # (W, H)
     facet_layer: int
-    patch_size: int = 14
+    patch_size: int  # px, the backbone's: the graph's patch-embedding conv and its token grid follow it
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ def feature_edge_map(tokens: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(dx**2 + dy**2)
 
 
-def corner_map(rgb: np.ndarray, grid: tuple[int, int], patch: int = 14) -> np.ndarray:
-    """Strongest positive Harris response in each patch cell of an RGB frame already at model size."""
+def corner_map(rgb: np.ndarray, grid: tuple[int, int], patch: int) -> np.ndarray:
+    """Strongest positive Harris response in each patch cell (the backbone's patch, px) of an RGB frame
+    already at model size."""
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     harris = np.clip(cv2.cornerHarris(grey, 2, 3, 0.04), 0, None)
     h, w = grid

@@ -24,7 +24,8 @@ from .qos import SENSOR_QOS
 PARAMETERS = (
     Spec("autostart", True, "configure and activate at start"),
     Spec("model", "", "FP32 checkpoint; empty: the embedded default", path="model"),
-    Spec("size", "448x448", "deployment resolution WxH, multiples of 14", size=True),
+    Spec("size", "448x448", "deployment resolution WxH, multiples of the backbone's patch "
+         "(14 for DINOv2, 16 for DINOv3)", size=True),
     Spec("frames", 256, "calibration frames", (1, 100000)),
     Spec("holdout", 16, "extra frames kept out for the report", (0, 10000)),
     Spec("every", 5, "take every N-th frame from the topic (spread over the flight)", (1, 10000)),

@@ -82,7 +82,8 @@ class MapBuilderNode(AutostartNode):
         engine = make_engine(p["model"] or None, size, int(existing.config.get("facet_layer", -1)) if existing else -1)
         if not engine.trained:
             self.get_logger().warning("UNTRAINED: no real DINOv2 weights; the map is not meaningful")
-        config = {"facet_layer": -1, "aggregation": "vlad", "size": list(size), "pca_dims": p["pca_dims"],
+        config = {"facet_layer": -1, "aggregation": "vlad", "size": list(size), "patch_size": engine.patch_size,
+                  "pca_dims": p["pca_dims"],
                   "clusters": p["clusters"], "pose_topic": self.resolve_topic_name("pose")}
         builder = MapBuilder(engine.fingerprint, config, existing, min_distance=p["min_distance"])
         return builder, engine

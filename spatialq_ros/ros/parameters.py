@@ -18,7 +18,7 @@ class Spec:
     about: str
     range: tuple | None = None  # (low, high), inclusive
     path: str = ""  # "file": must exist when set; "model": a checkpoint file/folder or an artifact folder
-    size: bool = False  # "WxH", multiples of 14
+    size: bool = False  # "WxH"; the engine checks it against the backbone's patch when it is built
     choices: tuple = ()  # the only values allowed, when given
 
     def descriptor(self) -> ParameterDescriptor:

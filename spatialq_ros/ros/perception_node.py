@@ -43,7 +43,8 @@ PARAMETERS = (
     Spec("field_head", "", "field head from spatialq train-field-head; empty: field boundaries off", path="file"),
     Spec("engine", "auto", "auto (artifact: ONNX Runtime; checkpoint: torch), onnxruntime or tensorrt",
          choices=BACKENDS),
-    Spec("size", "448x448", "backbone input WxH, multiples of 14 (an artifact fixes it)", size=True),
+    Spec("size", "448x448", "backbone input WxH, multiples of the backbone's patch (14 for DINOv2, "
+         "16 for DINOv3; an artifact fixes it)", size=True),
     Spec("compressed", False, "subscribe image/compressed (CompressedImage) instead of image"),
     Spec("keypoints", True, "publish grid keypoints"),
     Spec("max_keypoints", 512, "top-K keypoints per frame", (1, 100000)),

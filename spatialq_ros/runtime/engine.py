@@ -16,7 +16,8 @@ class Features:
 
 
 class Engine(Protocol):
-    size: tuple[int, int]  # (W, H) the frame is resized to
+    size: tuple[int, int]  # (W, H) the frame is resized to, multiples of patch_size
+    patch_size: int  # px per token cell, from the backbone (14 for DINOv2, 16 for DINOv3)
     fingerprint: str  # identifies backbone + quantization; maps and heads record it
     trained: bool  # False: outputs come from seeded random weights (UNTRAINED)
 

@@ -11,8 +11,13 @@ def is_artifact(path: str | Path | None) -> bool:
     return path is not None and (Path(path) / "quant.json").is_file()
 
 
+# Artifacts written before quant.json recorded the patch size all come from DINOv2, whose patch is 14 px.
+UNRECORDED_PATCH = 14
+
+
 def artifact_meta(folder: str | Path) -> dict:
-    """An artifact's quant.json (size, fingerprint, trained, scales, ...), or one line on why it is not one."""
+    """An artifact's quant.json (size, patch_size, fingerprint, trained, scales, ...), or one line on why it
+    is not one."""
     import json
 
     from ..errors import SpatialqError
@@ -26,6 +31,7 @@ def artifact_meta(folder: str | Path) -> dict:
         raise SpatialqError(f"{meta_file}: unreadable ({exc})") from None
     if not isinstance(meta, dict) or "size" not in meta:
         raise SpatialqError(f"{meta_file}: not a spatialq quant.json (no size)")
+    meta.setdefault("patch_size", UNRECORDED_PATCH)
     return meta
 
 
@@ -36,6 +42,7 @@ def make_engine(model: str | None, size: tuple[int, int], facet_layer: int = -1,
     """None: the embedded default (real ViT-S/14 if in models/, else UNTRAINED) on the torch engine.
 
     An artifact runs on ONNX Runtime ("auto", "onnxruntime") or as a cached TensorRT plan ("tensorrt").
+    The size must be the artifact's, or for a checkpoint multiples of its patch (the engine checks).
     """
     from ..errors import SpatialqError
 

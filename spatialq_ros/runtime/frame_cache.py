@@ -109,6 +109,10 @@ class CachedEngine:
         return self.engine.size
 
     @property
+    def patch_size(self) -> int:
+        return self.engine.patch_size
+
+    @property
     def fingerprint(self) -> str:
         return self.engine.fingerprint
 

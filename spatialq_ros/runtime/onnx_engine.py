@@ -58,8 +58,8 @@ class OnnxEngine:
         self.fingerprint = self.meta["fingerprint"] + ("" if graph in W4A8_GRAPHS else f":{graph}")
         self.trained = bool(self.meta.get("trained", False))
         self.facet_layer = int(self.meta.get("facet_layer", -1))
-        patch = int(self.meta.get("patch_size", 14))  # artifacts before patch_size was recorded are all /14
-        self.grid = (self.size[1] // patch, self.size[0] // patch)
+        self.patch_size = int(self.meta["patch_size"])
+        self.grid = (self.size[1] // self.patch_size, self.size[0] // self.patch_size)
 
     def infer_normalized(self, image: np.ndarray) -> Features:
         patch, cls, facet = self.session.run(["patch_tokens", "cls_token", "value_facet"], {"image": image})

@@ -55,7 +55,8 @@ class TensorrtEngine:
         self.size = tuple(self.meta["size"])
         self.fingerprint = self.meta["fingerprint"]
         self.trained = bool(self.meta.get("trained", False))
-        self.grid = (self.size[1] // 14, self.size[0] // 14)
+        self.patch_size = int(self.meta["patch_size"])
+        self.grid = (self.size[1] // self.patch_size, self.size[0] // self.patch_size)
         props = _check(self._cudart.cudaGetDeviceProperties(0))
         device = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
         self.cache = cache or EngineCache()

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..backbone.checkpoint import CheckpointInfo
-from ..backbone.preprocess import preprocess
+from ..backbone.preprocess import check_size, preprocess
 from ..backbone.vit import DinoVisionTransformer
 from .engine import Features
 
@@ -15,7 +15,8 @@ class TorchEngine:
     def __init__(self, model: DinoVisionTransformer, info: CheckpointInfo, size: tuple[int, int],
                  facet_layer: int = -1, fingerprint: str | None = None) -> None:
         self.model = model.eval()
-        self.size = size
+        self.patch_size = model.patch_size
+        self.size = check_size(tuple(size), self.patch_size, info.arch)
         self.facet_layer = facet_layer
         self.trained = info.trained
         self.fingerprint = fingerprint or f"torch-fp32:{info.sha256}"

@@ -1,7 +1,8 @@
 """Reference views for fitting a field head: (token grid, mask) pairs -> per-patch tokens and field fractions.
 
 The mask may be at any resolution (the original frame or the resized one); each patch gets the fraction
-of its area that is field, which is what a 14x14 cell of a border actually contains.
+of its area that is field, which is what a patch cell (14x14 px on DINOv2, 16x16 on DINOv3) of a border
+actually contains.
 """
 
 from __future__ import annotations

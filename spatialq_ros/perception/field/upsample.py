@@ -1,11 +1,11 @@
 """Patch logits (h, w) -> field probability and mask at frame resolution, the RGB frame placing the border.
 
-A 14 px patch grid puts a border anywhere inside a cell, so bilinear logits miss it by up to half a cell.
-Both edge-aware upsamplers let the frame's colour edges place it: the guided filter (He et al.; O(N) box
-filters, local linear model q = a I + b) refines the bilinearly upsampled probability, and joint bilateral
-upsampling (Kopf et al.) weighs each pixel's nearby cells by distance and by how close the cell's mean
-colour is to the pixel's. Both work on probabilities, not raw logits: a far-off, very confident patch
-must not outvote the colour evidence at the border.
+A patch grid (14 px cells on DINOv2, 16 on DINOv3) puts a border anywhere inside a cell, so bilinear
+logits miss it by up to half a cell. Both edge-aware upsamplers let the frame's colour edges place it: the
+guided filter (He et al.; O(N) box filters, local linear model q = a I + b) refines the bilinearly
+upsampled probability, and joint bilateral upsampling (Kopf et al.) weighs each pixel's nearby cells by
+distance and by how close the cell's mean colour is to the pixel's. Both work on probabilities, not raw
+logits: a far-off, very confident patch must not outvote the colour evidence at the border.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from .vlad import l2n
 class MapBuilder:
     def __init__(self, fingerprint: str, config: dict, existing: PlaceDatabase | None = None,
                  min_distance: float | None = None, every: int = 1) -> None:
-        """config: clusters, pca_dims, aggregation, facet_layer, size, pose_topic (as build-map writes them)."""
+        """config: clusters, pca_dims, aggregation, facet_layer, size, patch_size, pose_topic (as build-map
+        writes them)."""
         if every < 1 or (min_distance is not None and min_distance < 0):
             raise SpatialqError("keep every N >= 1 frames, and a minimum distance >= 0 m")
         self.fingerprint = fingerprint

@@ -2,7 +2,8 @@
 
 facet (h, w, D) -> per-patch L2 -> VLAD with the map's vocabulary (or signed GeM) -> the map's
 PCA-whitening -> nearest places. The map's config says how: aggregation ("vlad" | "gem"), vlad_mode
-("hard" | "soft"), temperature (soft mode), size (W, H) of the frames the map was built from.
+("hard" | "soft"), temperature (soft mode), size (W, H) of the frames the map was built from and
+patch_size, the backbone's (maps that do not record it were all built on DINOv2, patch 14).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...backbone.preprocess import PATCH_SIZE
 from ...errors import SpatialqError
+from ...runtime.factory import UNRECORDED_PATCH
 from .database import PlaceDatabase
 from .vlad import gem, l2n, vlad
 
@@ -54,13 +55,13 @@ class PlaceRecognizer:
         """The frame's pre-PCA global descriptor, made the way the map's places were."""
         config = self.database.config
         facet = np.asarray(facet)
-        size = config.get("size")
+        size, patch = config.get("size"), int(config.get("patch_size", UNRECORDED_PATCH))
         if facet.ndim != 3:
             raise SpatialqError(f"place recognition expects a (h, w, D) value facet, got shape {facet.shape}")
-        if size is not None and facet.shape[:2] != (size[1] // PATCH_SIZE, size[0] // PATCH_SIZE):
+        if size is not None and facet.shape[:2] != (size[1] // patch, size[0] // patch):
             raise SpatialqError(f"{self.database.name} was built from {size[0]}x{size[1]} frames "
-                                f"({size[1] // PATCH_SIZE}x{size[0] // PATCH_SIZE} patches), "
-                                f"this facet has {facet.shape[0]}x{facet.shape[1]} patches")
+                                f"({size[0] // patch}x{size[1] // patch} patches of {patch} px), "
+                                f"this facet has {facet.shape[1]}x{facet.shape[0]} patches")
         return global_descriptor(facet, self.database.vocabulary, config.get("aggregation", "vlad"),
                                  config.get("vlad_mode", "hard"), float(config.get("temperature", 0.01)))
 
