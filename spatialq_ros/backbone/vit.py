@@ -117,7 +117,7 @@ class DinoVisionTransformer(nn.Module):
         rope = self.rope_tables(*self.grid(x))
         tokens = self.prepare_tokens(x)
         for block in self.blocks:
-            tokens, _ = block(tokens, rope)
+            tokens, _ = _run_block(block, tokens, rope)
         normed = self.norm(tokens)
         r = self.config.num_register_tokens
         registers = "x_storage_tokens" if self.config.family == "dinov3" else "x_norm_regtokens"
@@ -158,7 +158,7 @@ class DinoVisionTransformer(nn.Module):
         intermediate: dict[int, torch.Tensor] = {}
         facet_out = None
         for i, block in enumerate(self.blocks):
-            tokens, qkv = block(tokens, rope)
+            tokens, qkv = _run_block(block, tokens, rope)
             if i in wanted:
                 intermediate[i] = patch_grid(self.norm(tokens))
             if i == facet_block:
@@ -177,3 +177,10 @@ class DinoVisionTransformer(nn.Module):
         if not -depth <= i < depth:
             raise SpatialqError(f"block {i} out of range: the model has {depth} blocks")
         return i % depth
+
+
+def _run_block(block: nn.Module, tokens: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A block without RoPE is called with the tokens alone, so that wrappers made for DINOv2 blocks (the
+    quantizer's) keep working; a RoPE block also gets the grid's (sin, cos)."""
+    return block(tokens) if rope is None else block(tokens, rope)
