@@ -102,3 +102,37 @@ def test_rope_model_refuses_a_block_call_without_tables():
     model = DinoVisionTransformer(replace(ARCHS["vits16"], depth=1))
     with pytest.raises(ValueError, match="RoPE"):
         model.blocks[0](torch.zeros(1, 5 + 4, 384))
+
+
+def test_extract_gives_the_forward_features_and_pre_rope_facets():
+    """extract() is the same forward; its query/key facets are the qkv Linear's output (before RoPE, with the
+    masked, zero key bias) and the value facet is the value as AnyLoc reads it."""
+    model = model_for(replace(ARCHS["vits16"], depth=3), synthetic_state_dict("vits16", seed=4, depth=3))
+    x = torch.from_numpy(np.random.default_rng(5).standard_normal((1, 3, 48, 64)).astype(np.float32))
+    with torch.no_grad():
+        ref = model.forward_features(x)
+        tokens = model.prepare_tokens(x)
+        rope = model.rope_tables(3, 4)
+        tokens, _ = model.blocks[0](tokens, rope)
+        linear = model.blocks[1].attn.qkv(model.blocks[1].norm1(tokens))[:, 5:].reshape(1, 3, 4, 3, 384)
+        for i, facet in enumerate(("query", "key", "value")):
+            out = model.extract(x, layers=(1,), facet_layer=1, facet=facet)
+            assert torch.equal(out.facet, linear[..., i, :]), facet
+        assert torch.equal(out.patch_tokens.reshape(1, 12, 384), ref["x_norm_patchtokens"])
+        assert torch.equal(out.register_tokens, ref["x_storage_tokens"]) and 1 in out.intermediate
+        weight_k = model.blocks[1].attn.qkv.weight[384:768]
+        assert torch.allclose(linear[..., 1, :], model.blocks[1].norm1(tokens)[:, 5:].reshape(1, 3, 4, 384) @ weight_k.T,
+                              atol=1e-4)
+
+
+def test_rope_tables_for_an_exported_grid():
+    """The fixed tables an ONNX graph embeds: (h*w, head_dim), row-major, both halves of a pair alike; the
+    first quarter of the angles follows the row, the second the column."""
+    model = DinoVisionTransformer(replace(ARCHS["vits16"], depth=1))
+    sin, cos = model.rope_tables(2, 3)
+    assert sin.shape == cos.shape == (6, 64) and sin.dtype == torch.float32
+    assert torch.allclose(sin**2 + cos**2, torch.ones(6, 64))
+    assert torch.equal(sin[:, :32], sin[:, 32:])
+    assert torch.equal(sin[0, :16], sin[2, :16]) and not torch.equal(sin[0, :16], sin[3, :16])  # same row
+    assert torch.equal(sin[0, 16:32], sin[3, 16:32]) and not torch.equal(sin[0, 16:32], sin[1, 16:32])  # same column
+    assert DinoVisionTransformer(replace(ARCHS["vits14"], depth=1)).rope_tables(2, 3) is None
