@@ -9,6 +9,7 @@ key bias is applied when the weights are loaded (the key third of the qkv bias i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -110,6 +111,13 @@ class DinoVisionTransformer(nn.Module):
         """RoPE (sin, cos) for a patch grid, each (grid_h * grid_w, head_dim) float32, fixed for that grid (an
         exported graph embeds them as constants); None for a learned position table."""
         return None if self.rope_embed is None else self.rope_embed(grid_h, grid_w)
+
+    def block_call(self, grid_h: int, grid_w: int) -> Callable[[nn.Module, torch.Tensor],
+                                                              tuple[torch.Tensor, torch.Tensor]]:
+        """`call(block, tokens)`: one block of this model on tokens of this grid, with the grid's RoPE tables
+        for a RoPE model; for code that steps through the blocks itself (QwT)."""
+        rope = self.rope_tables(grid_h, grid_w)
+        return lambda block, tokens: _run_block(block, tokens, rope)
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The official `forward_features` dictionary (without masks); DINOv3 names its registers

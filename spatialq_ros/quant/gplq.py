@@ -223,7 +223,8 @@ def _activation_qat(student, teacher, batches, rgbs, config, progress, step) -> 
              "cls": _pca_basis(torch.cat([t.cls_token for t in targets]), config.pca_variance)}
     for b in blocks:
         bases[b] = _pca_basis(torch.cat([t.intermediate[b] for t in targets]), config.pca_variance)
-    corners = torch.from_numpy(np.stack([corner_map(rgb, grid) for rgb in rgbs])).float().to(finals.device)
+    corners = np.stack([corner_map(rgb, grid, student.patch_size) for rgb in rgbs])
+    corners = torch.from_numpy(corners).float().to(finals.device)
 
     scale_params = [p for n, p in student.named_parameters() if n.endswith("act_scale")]
     weight_params = [p for n, p in student.named_parameters() if not n.endswith("act_scale")]
@@ -298,13 +299,14 @@ def _input_hessians(student, layers: dict, batches) -> dict:
 def _compensate(student, reference, images, progress, step) -> None:
     """Block by block: fit the correction on the quantized stream, then move the stream on through it."""
     x = student.prepare_tokens(images)
+    run = student.block_call(*student.grid(images))
     for i in tqdm(range(len(student.blocks)), desc="stage 2: QwT", unit="block", disable=not progress):
-        quantized, _ = student.blocks[i](x)
-        exact, _ = reference.blocks[i](x)
+        quantized, _ = run(student.blocks[i], x)
+        exact, _ = run(reference.blocks[i], x)
         w, b = fit_compensation(x, exact - quantized)
         block = CompensatedBlock(student.blocks[i], x.shape[-1])
         block.qwt.weight.copy_(w)
         block.qwt.bias.copy_(b)
         student.blocks[i] = block
-        x, _ = block(x)
+        x, _ = run(block, x)
         step("QwT", i + 1, len(student.blocks))
