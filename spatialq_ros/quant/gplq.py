@@ -223,7 +223,7 @@ def _activation_qat(student, teacher, batches, rgbs, config, progress, step) -> 
              "cls": _pca_basis(torch.cat([t.cls_token for t in targets]), config.pca_variance)}
     for b in blocks:
         bases[b] = _pca_basis(torch.cat([t.intermediate[b] for t in targets]), config.pca_variance)
-    corners = np.stack([corner_map(rgb, grid, student.patch_size) for rgb in rgbs])
+    corners = np.stack([corner_map(rgb, grid, teacher.patch_size) for rgb in rgbs])
     corners = torch.from_numpy(corners).float().to(finals.device)
 
     scale_params = [p for n, p in student.named_parameters() if n.endswith("act_scale")]

@@ -38,7 +38,7 @@ class GraphSpec:
     num_register_tokens: int
     size: tuple[int, int]  # (W, H)
     facet_layer: int
-    patch_size: int = 14
+    patch_size: int  # px, the backbone's: the graph's patch-embedding conv and its token grid follow it
     pos_encoding: str = "learned"  # or "rope" (DINOv3)
     layer_norm_eps: float = 1e-6  # DINOv3: 1e-5
 
