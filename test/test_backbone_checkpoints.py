@@ -94,7 +94,7 @@ def bad_files(tmp_path, state):
         "truncated.pth": "truncated or corrupt",
         "garbage.pth": "truncated or corrupt",
         "empty.pth": "empty file",
-        "resnet.pth": "not a DINOv2 checkpoint",
+        "resnet.pth": "not a DINOv2/DINOv3 checkpoint",
         "wrong_shape.pth": "blocks.1.attn.qkv.weight has shape",
         "missing.pth": "missing tensor blocks.1.norm2.bias",
         "extra.pth": "unexpected tensor head.weight",

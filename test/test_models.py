@@ -253,8 +253,9 @@ def test_shipped_manifest_pins_the_official_checkpoints(monkeypatch):
 
     monkeypatch.delenv(MANIFEST_ENV, raising=False)
     manifest = load_manifest()
-    assert set(manifest) == {"dinov2_vits14", "dinov2_vitb14", "dinov2_vits14_reg4", "dinov2_vitb14_reg4"}
-    for name, entry in manifest.items():
+    dinov2 = {k: v for k, v in manifest.items() if k.startswith("dinov2_")}
+    assert set(dinov2) == {"dinov2_vits14", "dinov2_vitb14", "dinov2_vits14_reg4", "dinov2_vitb14_reg4"}
+    for name, entry in dinov2.items():
         base = name.removesuffix("_reg4")  # the hub keeps register variants in the plain model's folder
         assert entry.file == f"{name}_pretrain.pth"
         assert entry.url == f"https://dl.fbaipublicfiles.com/dinov2/{base}/{entry.file}"
@@ -264,6 +265,70 @@ def test_shipped_manifest_pins_the_official_checkpoints(monkeypatch):
     # fp32 weights: ~22M and ~87M parameters at 4 bytes each, plus the pickle around them
     assert 85e6 < manifest["dinov2_vits14"].size < manifest["dinov2_vits14_reg4"].size < 90e6
     assert 340e6 < manifest["dinov2_vitb14"].size < manifest["dinov2_vitb14_reg4"].size < 350e6
+
+
+def test_shipped_manifest_lists_the_licence_gated_dinov3_weights(monkeypatch):
+    """DINOv3 files as dinov3/hub/backbones.py names them (hash suffix = sha256 prefix), no public URL."""
+    from spatialq_ros.backbone.archs import ARCHS
+
+    monkeypatch.delenv(MANIFEST_ENV, raising=False)
+    dinov3 = {k: v for k, v in load_manifest().items() if k.startswith("dinov3_")}
+    prefixes = {"vits16": "08c60483", "vits16plus": "4057cbaa", "vitb16": "73cec8be", "vitl16": "8aa4cbdd"}
+    assert set(dinov3) == {f"dinov3_{arch}" for arch in prefixes}
+    for name, entry in dinov3.items():
+        arch = name.removeprefix("dinov3_")
+        assert entry.file == f"{name}_pretrain_lvd1689m-{prefixes[arch]}.pth" and entry.sha256_prefix == prefixes[arch]
+        assert entry.url is None and entry.sha256 is None and entry.size is None and entry.license == "DINOv3"
+        assert entry.arch == arch and ARCHS[arch].num_register_tokens == entry.registers == 4
+        assert "dinov3-downloads" in entry.access and f"huggingface.co/facebook/dinov3-{arch}-pretrain-lvd1689m" in entry.access
+
+
+@pytest.fixture
+def gated(tmp_path, monkeypatch):
+    """A manifest with one licence-gated entry ("gated"): no URL, the sha256 prefix of PAYLOAD (or another)."""
+
+    def write(prefix: str = PAYLOAD_SHA[:8]):
+        model = {"file": f"gated_pretrain-{prefix}.pth", "url": None, "arch": "vits16", "registers": 4,
+                 "license": "DINOv3", "access": "licence-gated: ask at https://example.org/form", "size": None,
+                 "sha256": None, "sha256_prefix": prefix}
+        path = tmp_path / "gated.json"
+        path.write_text(json.dumps({"format_version": 1, "models": {"gated": model}}))
+        monkeypatch.setenv(MANIFEST_ENV, str(path))
+        return model["file"]
+
+    return write
+
+
+def test_a_licence_gated_model_is_not_fetched_without_a_url(capsys, gated, models_dir):
+    gated()
+    code, _, err = run(capsys, "fetch", "gated", "--dir", str(models_dir))
+    line = one_error_line(err)
+    assert code == 2 and "cannot be downloaded automatically (DINOv3 licence)" in line
+    assert "https://example.org/form" in line and files_in(models_dir) == []
+    code, out, _ = run(capsys, "list", "--dir", str(models_dir))
+    assert code == 0 and "gated: licence-gated: ask at https://example.org/form" in out
+
+
+def test_a_licence_gated_model_is_fetched_from_the_given_url_and_checked_by_prefix(capsys, server, gated, models_dir):
+    name = gated()
+    code, out, _ = run(capsys, "fetch", "gated", "--dir", str(models_dir), "--url", f"{server.url}/tiny.pth")
+    assert code == 0 and f"starts with {PAYLOAD_SHA[:8]}" in out and (models_dir / name).read_bytes() == PAYLOAD
+    code, out, _ = run(capsys, "fetch", "gated", "--dir", str(models_dir))
+    assert code == 0 and "already present and verified by the official sha256 prefix" in out
+    code, out, _ = run(capsys, "verify", str(models_dir / name))
+    assert code == 0 and "OK, gated" in out
+    assert run(capsys, "list", "--dir", str(models_dir))[1].splitlines()[1].endswith("verified (sha256 prefix)")
+    (models_dir / name).write_bytes(PAYLOAD[::-1])
+    code, _, err = run(capsys, "verify", str(models_dir / name))
+    assert code == 2 and "MISMATCH for gated" in one_error_line(err)
+
+
+def test_a_licence_gated_download_with_another_prefix_writes_nothing(capsys, server, gated, models_dir):
+    gated(prefix="00000000")
+    code, _, err = run(capsys, "fetch", "gated", "--dir", str(models_dir), "--url", f"{server.url}/tiny.pth")
+    line = one_error_line(err)
+    assert code == 2 and "does not start with 00000000" in line and "nothing written" in line
+    assert files_in(models_dir) == []
 
 
 def test_repository_copy_of_the_manifest_is_identical():

@@ -1,4 +1,4 @@
-"""The stress-model zoo: each regime has the property its docstring claims, on every DINOv2 size."""
+"""The stress-model zoo: each regime has the property its docstring claims, on every DINOv2 and DINOv3 size."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from spatialq_ros.backbone.archs import ARCHS
 from spatialq_ros.backbone.checkpoint import to_torch_state
 from spatialq_ros.backbone.preprocess import preprocess
 from spatialq_ros.backbone.stress import HELD_OUT, REGIMES, ZOO, StressModel, stress_model
@@ -30,9 +31,9 @@ def model_of(member: StressModel) -> DinoVisionTransformer:
 @torch.no_grad()
 def residuals(model: DinoVisionTransformer, x: torch.Tensor) -> list[torch.Tensor]:
     """The residual stream after every block."""
-    tokens, out = model.prepare_tokens(x), []
+    tokens, out, rope = model.prepare_tokens(x), [], model.rope_tables(*model.grid(x))
     for block in model.blocks:
-        tokens, _ = block(tokens)
+        tokens, _ = block(tokens, rope)
         out.append(tokens)
     return out
 
@@ -61,12 +62,12 @@ def test_members_are_deterministic_and_seeded():
         stress_model("nope")
 
 
-@pytest.mark.parametrize("arch", ["vits14", "vitb14", "vitl14", "vitg14_reg4"])
+@pytest.mark.parametrize("arch", ["vits14", "vitb14", "vitl14", "vitg14_reg4", "vits16", "vits16plus", "vitl16"])
 def test_every_regime_builds_on_every_size(arch, images):
-    """Every regime on every DINOv2 size (ViT-g has the SwiGLU FFN), at a reduced depth to stay fast."""
+    """Every regime on every DINOv2 and DINOv3 size (ViT-g and ViT-S+ have SwiGLU FFNs), at a reduced depth."""
     regimes = tuple((name, {"blocks": (1, -1)} if name == "massive_activations" else
                      {"block": -1} if name == "high_norm_registers" else {})
-                    for name in REGIMES if name != "high_norm_registers" or arch.endswith("_reg4"))
+                    for name in REGIMES if name != "high_norm_registers" or ARCHS[arch].num_register_tokens)
     member = StressModel(arch, 0, regimes, depth=3)
     model = model_of(member)
     with torch.no_grad():
@@ -134,6 +135,23 @@ def test_vitb_member_has_both_regimes(images):
     stream = residuals(model_of(member), images)
     a = stream[1].abs()
     assert float(a.amax() / a.median()) >= 100
+    sd = member.state_dict()
+    gains = sd["norm.weight"] / np.median(np.abs(sd["norm.weight"]))
+    assert np.sum(np.abs(gains) > 10) == 4
+
+
+def test_dinov3_member_has_both_regimes_in_its_storage_tokens(images):
+    """No position table: the massive activations sit in storage tokens, from their blocks on."""
+    member = ZOO["dinov3-s16-outliers-massive"]
+    assert member.config().pos_encoding == "rope" and member.config().patch_size == 16
+    stream = residuals(model_of(member), images)
+    r = member.config().num_register_tokens
+    # blocks (1, -2) of 12 mark storage tokens 0 and 1; the late write is smaller against a grown stream
+    for block, token, least in ((1, 0, 100), (10, 1, 20)):
+        before, after = stream[block - 1].abs(), stream[block].abs()
+        assert float(before[:, 1 + token].amax() / before.median()) < 15
+        assert float(after[:, 1 + token].amax() / after.median()) >= least
+        assert float(after[:, 1 + r :].amax() / after.median()) < 15  # the patch tokens stay ordinary
     sd = member.state_dict()
     gains = sd["norm.weight"] / np.median(np.abs(sd["norm.weight"]))
     assert np.sum(np.abs(gains) > 10) == 4

@@ -1,6 +1,7 @@
-"""Loading DINOv2 checkpoints: the official torch-hub `.pth` and Hugging Face `Dinov2Model` safetensors.
+"""Loading DINOv2 and DINOv3 checkpoints: the official torch-hub `.pth` files and Hugging Face `Dinov2Model` /
+`DINOv3ViTModel` safetensors (folder or bare file).
 
-Layout, size and registers are read from the tensors themselves. Every problem with a file is one
+Family, layout, size, patch and registers are read from the tensors themselves. Every problem with a file is one
 SpatialqError naming the file, never a traceback from torch or safetensors.
 """
 
@@ -20,6 +21,8 @@ import torch
 from ..errors import SpatialqError
 from ..hashing import file_sha256
 from .archs import HEADS_BY_DIM, ViTConfig, arch_name
+from .layers.rope import rope_periods
+from .layers.swiglu_ffn import swiglu_hidden
 from .synthetic import synthetic_state_dict
 from .vit import DinoVisionTransformer
 
@@ -46,7 +49,7 @@ def load_backbone(path: str | os.PathLike) -> tuple[DinoVisionTransformer, Check
     """Checkpoint file or Hugging Face folder -> eval-mode model on CPU and what it is."""
     weights_file, hf_config = _resolve(Path(path))
     raw = _read_tensors(weights_file)
-    state, layout = to_official_layout(raw, weights_file)
+    state, layout = to_official_layout(raw, weights_file, hf_config)
     config = infer_config(state, weights_file, hf_config)
     model = DinoVisionTransformer(config)
     _check_and_load(model, state, weights_file)
@@ -127,14 +130,20 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
     return {re.sub(r"^(module\.|backbone\.)", "", k): v for k, v in obj.items()}
 
 
-def to_official_layout(state: Mapping[str, torch.Tensor], path: Path) -> tuple[dict[str, torch.Tensor], str]:
+def to_official_layout(state: Mapping[str, torch.Tensor], path: Path, hf_config: dict | None = None
+                       ) -> tuple[dict[str, torch.Tensor], str]:
+    """Any known layout -> the official one of its family (DINOv2 or DINOv3), and which layout it was."""
     if "cls_token" in state and "patch_embed.proj.weight" in state:
         return dict(state), "official"
-    prefix = next((p for p in ("", "dinov2.") if f"{p}embeddings.cls_token" in state), None)
-    if prefix is None:
+    cls_key = next((k for k in state if k.endswith("embeddings.cls_token")), None)
+    if cls_key is None:
         sample = ", ".join(sorted(state)[:3]) or "no tensors"
-        raise SpatialqError(f"{path}: not a DINOv2 checkpoint (keys like {sample})")
-    return from_huggingface({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}), "huggingface"
+        raise SpatialqError(f"{path}: not a DINOv2/DINOv3 checkpoint (keys like {sample})")
+    prefix = cls_key[: -len("embeddings.cls_token")]
+    inner = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if "embeddings.patch_embeddings.weight" in inner:  # DINOv3ViTModel: a bare Conv2d, no `.projection`
+        return from_huggingface_dinov3(inner, path, hf_config), "huggingface"
+    return from_huggingface(inner), "huggingface"
 
 
 _HF_RENAMES = [
@@ -156,20 +165,7 @@ _HF_QKV = re.compile(r"^encoder\.layer\.(\d+)\.attention\.attention\.(query|key|
 
 def from_huggingface(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """HF names -> official names; separate q, k, v are concatenated into one qkv (in that order)."""
-    out: dict[str, torch.Tensor] = {}
-    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
-    for key, value in state.items():
-        match = _HF_QKV.match(key)
-        if match:
-            qkv.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = value
-            continue
-        for pattern, repl in _HF_RENAMES:
-            new, n = re.subn(pattern, repl, key)
-            if n:
-                out[new] = value
-                break
-        else:
-            out[key] = value  # left for the strict key check to report
+    out, qkv = _rename(state, _HF_RENAMES, _HF_QKV, ("query", "key", "value"))
     for (block, kind), parts in qkv.items():
         if set(parts) != {"query", "key", "value"}:
             out[f"encoder.layer.{block}.attention.attention.{kind}"] = next(iter(parts.values()))
@@ -178,41 +174,135 @@ def from_huggingface(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     return out
 
 
+# transformers' DINOv3ViTModel (as its convert_dinov3_vit_to_hf.py writes it) -> official DINOv3 names.
+_HF3_RENAMES = [
+    (r"^embeddings\.cls_token$", "cls_token"),
+    (r"^embeddings\.mask_token$", "mask_token"),
+    (r"^embeddings\.register_tokens$", "storage_tokens"),
+    (r"^embeddings\.patch_embeddings\.", "patch_embed.proj."),
+    (r"^layer\.(\d+)\.attention\.o_proj\.", r"blocks.\1.attn.proj."),
+    (r"^layer\.(\d+)\.layer_scale(1|2)\.lambda1$", r"blocks.\1.ls\2.gamma"),
+    (r"^layer\.(\d+)\.mlp\.gate_proj\.", r"blocks.\1.mlp.w1."),
+    (r"^layer\.(\d+)\.mlp\.down_proj\.", r"blocks.\1.mlp.DOWN."),
+    (r"^layer\.(\d+)\.mlp\.up_proj\.", r"blocks.\1.mlp.UP."),
+    (r"^layer\.(\d+)\.(norm1|norm2)\.", r"blocks.\1.\2."),
+    (r"^norm\.", "norm."),
+]
+_HF3_QKV = re.compile(r"^layer\.(\d+)\.attention\.(q|k|v)_proj\.(weight|bias)$")
+
+
+def from_huggingface_dinov3(state: Mapping[str, torch.Tensor], path: Path, hf_config: dict | None
+                            ) -> dict[str, torch.Tensor]:
+    """DINOv3ViTModel names -> official ones. HF keeps no key bias where the official model masks it: the
+    missing k bias becomes zeros with the official bias_mask. The RoPE periods, not stored by HF (its inv_freq
+    is recomputed), are computed from rope_theta (default 100)."""
+    state = {k: v for k, v in state.items() if not k.startswith("rope_embeddings.")}
+    out, qkv = _rename(state, _HF3_RENAMES, _HF3_QKV, ("q", "k", "v"))
+    gated = any(".mlp.w1." in k for k in out)
+    for key in [k for k in out if ".mlp.UP." in k or ".mlp.DOWN." in k]:
+        names = {"UP": "w2", "DOWN": "w3"} if gated else {"UP": "fc1", "DOWN": "fc2"}
+        part = "UP" if ".mlp.UP." in key else "DOWN"
+        out[key.replace(f".mlp.{part}.", f".mlp.{names[part]}.")] = out.pop(key)
+    if "mask_token" in out:
+        out["mask_token"] = out["mask_token"].reshape(1, -1)
+    for (block, kind), parts in qkv.items():
+        if kind == "bias" and set(parts) == {"q", "v"}:
+            zeros = torch.zeros_like(parts["q"])
+            out[f"blocks.{block}.attn.qkv.bias"] = torch.cat([parts["q"], zeros, parts["v"]])
+            ones = torch.ones_like(zeros)
+            out[f"blocks.{block}.attn.qkv.bias_mask"] = torch.cat([ones, zeros, ones])
+        elif set(parts) == {"q", "k", "v"}:
+            out[f"blocks.{block}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+        else:
+            out[f"layer.{block}.attention.{next(iter(parts))}_proj.{kind}"] = next(iter(parts.values()))
+    if "cls_token" in out:
+        dim = out["cls_token"].shape[-1]
+        heads = _heads(dim, path, hf_config)
+        out["rope_embed.periods"] = rope_periods(dim // heads, float((hf_config or {}).get("rope_theta", 100.0)))
+    return out
+
+
+def _rename(state: Mapping[str, torch.Tensor], renames: list[tuple[str, str]], qkv_pattern: re.Pattern,
+            parts: tuple[str, str, str]) -> tuple[dict[str, torch.Tensor], dict[tuple[str, str], dict]]:
+    """Renamed tensors, and the separate q/k/v projections gathered by (block, weight|bias) for concatenation;
+    a name no rule knows is kept as it is, for the strict key check to report."""
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        match = qkv_pattern.match(key)
+        if match and match.group(2) in parts:
+            qkv.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = value
+            continue
+        for pattern, repl in renames:
+            new, n = re.subn(pattern, repl, key)
+            if n:
+                out[new] = value
+                break
+        else:
+            out[key] = value
+    return out, qkv
+
+
+def _heads(dim: int, path: Path, hf_config: dict | None) -> int:
+    heads = (hf_config or {}).get("num_attention_heads") or HEADS_BY_DIM.get(dim)
+    if heads is None:
+        raise SpatialqError(f"{path}: unknown width {dim}; give a config.json with num_attention_heads")
+    return int(heads)
+
+
 def infer_config(state: Mapping[str, object], path: Path, hf_config: dict | None) -> ViTConfig:
+    """The architecture, read from the tensors: DINOv3 by its RoPE periods, DINOv2 by its position table."""
     def shape(key: str) -> tuple[int, ...]:
         if key not in state:
-            raise SpatialqError(f"{path}: not a DINOv2 checkpoint (missing {key})")
+            raise SpatialqError(f"{path}: not a DINOv2/DINOv3 checkpoint (missing {key})")
         return tuple(state[key].shape)  # type: ignore[attr-defined]
 
     dim = shape("cls_token")[-1]
     patch = shape("patch_embed.proj.weight")[-1]
-    pos = shape("pos_embed")[1] - 1
-    grid = int(round(pos**0.5))
-    if grid * grid != pos:
-        raise SpatialqError(f"{path}: pos_embed has {pos} positions, not a square grid")
+    rope = "rope_embed.periods" in state
+    if not rope:
+        pos = shape("pos_embed")[1] - 1
+        grid = int(round(pos**0.5))
+        if grid * grid != pos:
+            raise SpatialqError(f"{path}: pos_embed has {pos} positions, not a square grid")
     depth = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
     if depth == 0:
-        raise SpatialqError(f"{path}: not a DINOv2 checkpoint (no transformer blocks)")
-    registers = shape("register_tokens")[1] if "register_tokens" in state else 0
-    swiglu = "blocks.0.mlp.w12.weight" in state
+        raise SpatialqError(f"{path}: not a DINOv2/DINOv3 checkpoint (no transformer blocks)")
+    tokens = next((k for k in ("register_tokens", "storage_tokens") if k in state), None)
+    registers = shape(tokens)[1] if tokens else 0
+    swiglu = "blocks.0.mlp.w12.weight" in state or "blocks.0.mlp.w1.weight" in state
     hidden = shape("blocks.0.mlp.w3.weight")[1] if swiglu else shape("blocks.0.mlp.fc1.weight")[0]
-    mlp_ratio = 4.0 if swiglu else hidden / dim
-    heads = (hf_config or {}).get("num_attention_heads") or HEADS_BY_DIM.get(dim)
-    if heads is None:
-        raise SpatialqError(f"{path}: unknown width {dim}; give a config.json with num_attention_heads")
-    antialias, offset = (True, 0.0) if registers else (False, 0.1)
-    return ViTConfig(dim, depth, int(heads), mlp_ratio, "swiglu" if swiglu else "mlp", registers, patch, grid,
-                     antialias, offset)
+    heads = _heads(dim, path, hf_config)
+    if not rope:
+        mlp_ratio = 4.0 if swiglu else hidden / dim
+        antialias, offset = (True, 0.0) if registers else (False, 0.1)
+        return ViTConfig(dim, depth, heads, mlp_ratio, "swiglu" if swiglu else "mlp", registers, patch, grid,
+                         antialias, offset)
+    mlp_ratio = hidden * 1.5 / dim if swiglu else hidden / dim  # SwiGLU keeps 2/3 of dim * ratio
+    if swiglu and swiglu_hidden(dim, mlp_ratio) != hidden:
+        raise SpatialqError(f"{path}: SwiGLU width {hidden} is not one of the official ones for width {dim}")
+    periods = state["rope_embed.periods"]
+    head_dim = dim // heads
+    if tuple(periods.shape) != (head_dim // 4,):  # type: ignore[attr-defined]
+        raise SpatialqError(f"{path}: tensor rope_embed.periods has shape {tuple(periods.shape)}, "  # type: ignore
+                            f"expected {(head_dim // 4,)}")
+    base = (hf_config or {}).get("rope_theta") or (
+        round(float(periods[1]) ** (head_dim / 4), 3) if head_dim >= 8 else 100.0)  # type: ignore[index]
+    eps = float((hf_config or {}).get("layer_norm_eps", 1e-5))
+    return ViTConfig(dim, depth, heads, mlp_ratio, "swiglu" if swiglu else "mlp", registers, patch, pos_grid=0,
+                     pos_encoding="rope", rope_base=float(base), mask_k_bias="blocks.0.attn.qkv.bias_mask" in state,
+                     layer_norm_eps=eps)
 
 
 def _check_and_load(model: DinoVisionTransformer, state: dict[str, torch.Tensor], path: Path) -> None:
+    state = model.to_model_layout(state)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing:
         raise SpatialqError(f"{path}: missing tensor {missing[0]}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
     if unexpected:
-        raise SpatialqError(f"{path}: unexpected tensor {unexpected[0]}, not part of a DINOv2 ViT")
+        raise SpatialqError(f"{path}: unexpected tensor {unexpected[0]}, not part of a {arch_name(model.config)}")
     for key, ref in expected.items():
         if tuple(state[key].shape) != tuple(ref.shape):
             raise SpatialqError(f"{path}: tensor {key} has shape {tuple(state[key].shape)}, expected {tuple(ref.shape)}")

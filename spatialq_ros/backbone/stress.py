@@ -2,8 +2,9 @@
 
 Our own seeded model (`synthetic.py`) reads its outlier channels with small weights, which makes it easy;
 users calibrate checkpoints that were not built to be easy. Each regime below is a small, deterministic edit
-of a plain seeded state dict (official layout, every DINOv2 size), shaped after a published observation of
-trained transformers; its docstring names the source. A zoo member is an architecture, a seed and a list of
+of a plain seeded state dict (official layout, every DINOv2 and DINOv3 size), shaped after a published observation
+of trained transformers; its docstring names the source. DINOv3 has no position table to mark tokens with: there
+the marked tokens are its storage tokens (where trained register models hold their high norms). A zoo member is an architecture, a seed and a list of
 regimes with their strengths. HELD_OUT holds members made apart from the zoo (other seeds, other strengths,
 other combinations), for checking that a calibration did not learn the zoo.
 """
@@ -21,13 +22,19 @@ from .synthetic import synthetic_state_dict
 StateDict = dict[str, np.ndarray]
 
 
-def _first_ffn(config: ViTConfig) -> str:
-    return "mlp.w12" if config.ffn == "swiglu" else "mlp.fc1"
+def _ffn_linears(config: ViTConfig) -> tuple[str, ...]:
+    """The FFN's Linear names in the official layout (DINOv3 keeps SwiGLU's gate w1 and w2 apart)."""
+    if config.ffn != "swiglu":
+        return ("mlp.fc1", "mlp.fc2")
+    return ("mlp.w1", "mlp.w2", "mlp.w3") if config.family == "dinov3" else ("mlp.w12", "mlp.w3")
 
 
 def _block_linears(config: ViTConfig) -> tuple[str, ...]:
-    ffn = ("mlp.w12", "mlp.w3") if config.ffn == "swiglu" else ("mlp.fc1", "mlp.fc2")
-    return ("attn.qkv", "attn.proj") + ffn
+    return ("attn.qkv", "attn.proj") + _ffn_linears(config)
+
+
+def _registers(config: ViTConfig) -> str:
+    return "storage_tokens" if config.family == "dinov3" else "register_tokens"
 
 
 def ln_outliers(sd: StateDict, config: ViTConfig, rng: np.random.Generator, channels: int = 4,
@@ -81,8 +88,9 @@ def massive_activations(sd: StateDict, config: ViTConfig, rng: np.random.Generat
                         blocks: tuple[int, ...] = (1, -2), magnitude: float = 300.0, fraction: float = 0.01,
                         channels: int = 2) -> None:
     """At each of `blocks` (an early and a late one), one MLP unit that fires at ~`fraction` of the patch
-    positions and writes `magnitude` x the median |activation| into `channels` fixed residual channels, which
-    keep it to the end (the residual stream carries it on).
+    positions (DINOv3: at one storage token each, ~0.5 % of the tokens at 224 px) and writes `magnitude` x the
+    median |activation| into `channels` fixed residual channels, which keep it to the end (the residual stream
+    carries it on).
 
     Source: "Massive activations" (Sun et al. 2024): a few fixed feature dimensions at a few tokens,
     100-10,000x the median, appear in an early layer and stay; shown in LLMs and in ViTs (CLIP, DINOv2-reg)."""
@@ -108,16 +116,17 @@ def high_norm_registers(sd: StateDict, config: ViTConfig, rng: np.random.Generat
     c = config.embed_dim
     d = rng.standard_normal(c).astype(np.float32)
     d /= np.linalg.norm(d)
-    sd["register_tokens"][0] += 16.0 * d
+    sd[_registers(config)][0] += 16.0 * d
     write = rng.standard_normal(c).astype(np.float32)
     write *= lift * _median_token_norm(sd, config) / np.linalg.norm(write)
     _write_unit(sd, config, block % config.depth, d, write)
 
 
 def _median_token_norm(sd: StateDict, config: ViTConfig) -> float:
-    """A patch token's typical norm: position embedding plus patch embedding of a unit-variance image."""
+    """A patch token's typical norm: position embedding (if any) plus patch embedding of a unit-variance image."""
     proj = sd["patch_embed.proj.weight"].reshape(config.embed_dim, -1)
-    return float(np.sqrt((proj**2).sum() + (sd["pos_embed"][0, 1:] ** 2).sum(axis=1).mean()))
+    position = (sd["pos_embed"][0, 1:] ** 2).sum(axis=1).mean() if "pos_embed" in sd else 0.0
+    return float(np.sqrt((proj**2).sum() + position))
 
 
 def _median_residual(sd: StateDict, config: ViTConfig) -> float:
@@ -127,10 +136,15 @@ def _median_residual(sd: StateDict, config: ViTConfig) -> float:
 def _mark_and_write(sd: StateDict, config: ViTConfig, rng: np.random.Generator, block: int, fraction: float,
                     write: np.ndarray, marks_offset: int = 0) -> None:
     """Mark ~fraction of the position grid (3x3 blobs, which survive resampling to other grids) along a new
-    direction in the position embedding, and make `block` write `write` into the marked tokens."""
+    direction in the position embedding, and make `block` write `write` into the marked tokens. Without a position
+    table (DINOv3) the mark goes on storage token `marks_offset` instead, and `fraction` is not used."""
     c, m = config.embed_dim, config.pos_grid
     d = rng.standard_normal(c).astype(np.float32)
     d /= np.linalg.norm(d)
+    if config.pos_encoding == "rope":
+        sd[_registers(config)][0, marks_offset % config.num_register_tokens] += 16.0 * d
+        _write_unit(sd, config, block, d, write, unit=1 + marks_offset)
+        return
     marks = np.zeros((m, m), bool)
     for cy, cx in rng.integers(1, m - 1, (max(1, int(round(fraction * m * m / 9))), 2)):
         marks[cy - 1 : cy + 2, cx - 1 : cx + 2] = True
@@ -149,16 +163,25 @@ def _write_unit(sd: StateDict, config: ViTConfig, block: int, d: np.ndarray, wri
     column = write / gamma
     size = float(np.linalg.norm(column))
     if config.ffn == "swiglu":
-        hidden = sd[pre + "mlp.w3.weight"].shape[1]
-        sd[pre + "mlp.w12.weight"][unit] = 8.0 * gate
-        sd[pre + "mlp.w12.bias"][unit] = -14.0
-        sd[pre + "mlp.w12.weight"][hidden + unit] = 0.0
-        sd[pre + "mlp.w12.bias"][hidden + unit] = size / 16.0
+        gate_w, gate_b, linear_w, linear_b = _swiglu_inputs(sd, config, pre)
+        gate_w[unit] = 8.0 * gate
+        gate_b[unit] = -14.0
+        linear_w[unit] = 0.0
+        linear_b[unit] = size / 16.0
         sd[pre + "mlp.w3.weight"][:, unit] = column / size
     else:
         sd[pre + "mlp.fc1.weight"][unit] = size / 16.0 * 8.0 * gate
         sd[pre + "mlp.fc1.bias"][unit] = -size / 16.0 * 14.0
         sd[pre + "mlp.fc2.weight"][:, unit] = column / size
+
+
+def _swiglu_inputs(sd: StateDict, config: ViTConfig, pre: str) -> tuple[np.ndarray, ...]:
+    """Views of the SwiGLU gate (silu) and linear branches' weight and bias, in either official layout."""
+    if config.family == "dinov3":
+        return sd[pre + "mlp.w1.weight"], sd[pre + "mlp.w1.bias"], sd[pre + "mlp.w2.weight"], sd[pre + "mlp.w2.bias"]
+    hidden = sd[pre + "mlp.w3.weight"].shape[1]
+    w, b = sd[pre + "mlp.w12.weight"], sd[pre + "mlp.w12.bias"]
+    return w[:hidden], b[:hidden], w[hidden:], b[hidden:]
 
 
 Regime = Callable[..., None]
@@ -207,6 +230,8 @@ ZOO: dict[str, StressModel] = {
     "heavy-tailed": StressModel("vits14", 5, (("heavy_tailed_weights", {}),)),
     "sharp-attention": StressModel("vits14", 6, (("sharp_attention", {}),)),
     "vitb-outliers-massive": StressModel("vitb14", 7, (("ln_outliers", {}), ("massive_activations", {}))),
+    "dinov3-s16-outliers-massive": StressModel("vits16", 8, (("ln_outliers", {}), ("massive_activations", {})),
+                                               notes="DINOv3 ViT-S/16 (RoPE, storage tokens)"),
 }
 
 HELD_OUT: dict[str, StressModel] = {

@@ -1,10 +1,13 @@
-"""Seeded DINOv2 weights with trained-like statistics, for tests and for the UNTRAINED default.
+"""Seeded DINOv2 and DINOv3 weights with trained-like statistics, for tests and for the UNTRAINED default.
 
 Init-style weights (LayerScale 1e-5) turn every block into the identity and hide errors; random weights
 also lack what makes trained ViTs hard to quantize. These have LayerScale 0.1-1, a few post-LayerNorm
 outlier channels (LayerNorm gain 10-60x) and ~2 % high-norm tokens: a late-block MLP unit fires only at
-a fixed set of positions that the position embedding marks, and writes a large vector into them.
-Generated with numpy's PCG64 so the same seed gives the same tensors on every machine.
+a fixed set of tokens, and writes a large vector into them. DINOv2: positions that the position embedding
+marks; DINOv3 (no position table): its 4 storage tokens, where trained register models keep such norms.
+Generated with numpy's PCG64 so the same seed gives the same tensors on every machine. The layout is the
+official one of each family (DINOv3: `storage_tokens`, `rope_embed.periods`, `attn.qkv.bias_mask`, SwiGLU
+`w1`/`w2`/`w3`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .archs import ARCHS, ViTConfig
+from .layers.rope import rope_periods
 from .layers.swiglu_ffn import swiglu_hidden
 
 OUTLIER_CHANNELS = 3
@@ -32,13 +36,12 @@ def synthetic_state_dict(
     def normal(*shape: int, std: float) -> np.ndarray:
         return (rng.standard_normal(shape) * std).astype(np.float32)
 
-    sd: dict[str, np.ndarray] = {
-        "cls_token": normal(1, 1, c, std=0.5),
-        "pos_embed": _smooth_pos_embed(rng, m, c),
-        "mask_token": np.zeros((1, c), np.float32),
-        "patch_embed.proj.weight": normal(c, 3, p, p, std=2.0 / np.sqrt(3 * p * p)),
-        "patch_embed.proj.bias": normal(c, std=0.1),
-    }
+    sd: dict[str, np.ndarray] = {"cls_token": normal(1, 1, c, std=0.5)}
+    if config.pos_encoding == "learned":
+        sd["pos_embed"] = _smooth_pos_embed(rng, m, c)
+    sd["mask_token"] = np.zeros((1, c), np.float32)
+    sd["patch_embed.proj.weight"] = normal(c, 3, p, p, std=2.0 / np.sqrt(3 * p * p))
+    sd["patch_embed.proj.bias"] = normal(c, std=0.1)
     if config.num_register_tokens:
         sd["register_tokens"] = normal(1, config.num_register_tokens, c, std=0.5)
     outlier_channels = rng.choice(c, OUTLIER_CHANNELS, replace=False) if outliers else np.array([], int)
@@ -78,7 +81,27 @@ def synthetic_state_dict(
     sd["norm.bias"] = normal(c, std=0.05)
     if outliers:
         _add_high_norm_tokens(sd, rng, config)
-    return sd
+    return _dinov3_layout(sd, config) if config.family == "dinov3" else sd
+
+
+def _dinov3_layout(sd: dict[str, np.ndarray], config: ViTConfig) -> dict[str, np.ndarray]:
+    """Our names -> the official DINOv3 names, plus its buffers: the RoPE periods and the k-bias mask."""
+    out: dict[str, np.ndarray] = {}
+    for key, value in sd.items():
+        if key == "register_tokens":
+            out["storage_tokens"] = value
+        elif ".mlp.w12." in key:
+            gate, up = np.split(value, 2)
+            out[key.replace(".w12.", ".w1.")] = np.ascontiguousarray(gate)
+            out[key.replace(".w12.", ".w2.")] = np.ascontiguousarray(up)
+        else:
+            out[key] = value
+        if key.endswith(".attn.qkv.bias"):
+            mask = np.ones_like(value)
+            mask[config.embed_dim : 2 * config.embed_dim] = 0.0
+            out[key + "_mask"] = mask
+    out["rope_embed.periods"] = rope_periods(config.embed_dim // config.num_heads, config.rope_base).numpy()
+    return out
 
 
 def _smooth_pos_embed(rng: np.random.Generator, m: int, c: int) -> np.ndarray:
@@ -93,15 +116,19 @@ def _smooth_pos_embed(rng: np.random.Generator, m: int, c: int) -> np.ndarray:
 
 
 def _add_high_norm_tokens(sd: dict[str, np.ndarray], rng: np.random.Generator, config: ViTConfig) -> None:
-    """Mark ~2 % of grid positions along a direction d; one late MLP unit gated on d writes a big vector there."""
+    """Mark ~2 % of grid positions (DINOv3: the storage tokens) along a direction d; one late MLP unit gated on
+    d writes a big vector there."""
     c, m = config.embed_dim, config.pos_grid
     d = rng.standard_normal(c).astype(np.float32)
     d /= np.linalg.norm(d)
-    # 3x3 blobs rather than single cells, so the marks survive resampling to other grids.
-    marks = np.zeros((m, m), bool)
-    for cy, cx in rng.integers(1, m - 1, (max(1, int(round(HIGH_NORM_FRACTION * m * m / 9))), 2)):
-        marks[cy - 1 : cy + 2, cx - 1 : cx + 2] = True
-    sd["pos_embed"][0, 1:][marks.ravel()] += 16.0 * d
+    if config.pos_encoding == "learned":
+        # 3x3 blobs rather than single cells, so the marks survive resampling to other grids.
+        marks = np.zeros((m, m), bool)
+        for cy, cx in rng.integers(1, m - 1, (max(1, int(round(HIGH_NORM_FRACTION * m * m / 9))), 2)):
+            marks[cy - 1 : cy + 2, cx - 1 : cx + 2] = True
+        sd["pos_embed"][0, 1:][marks.ravel()] += 16.0 * d
+    else:
+        sd["register_tokens"][0] += 16.0 * d
     block = max(0, config.depth // 2 - 1)
     pre = f"blocks.{block}."
     # The unit reads norm2's output: undo its gain so the gate sees the raw direction d. Like the

@@ -1,4 +1,5 @@
-"""`spatialq models list | fetch NAME | verify PATH`: official DINOv2 checkpoints, checked by size and sha256."""
+"""`spatialq models list | fetch NAME | verify PATH`: official DINOv2 and DINOv3 checkpoints, checked by size and
+sha256 (licence-gated DINOv3: fetched only from a --url the user obtained, checked by the official sha256 prefix)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     fetch = sub.add_parser("fetch", help="download a checkpoint with a progress bar, check size and sha256")
     fetch.add_argument("name", help="a name from `spatialq models list`")
     fetch.add_argument("--dir", default=DEFAULT_DIR, help="model folder, created if needed (default models/)")
-    fetch.add_argument("--url", help="download from this mirror instead of the official URL (still checked)")
+    fetch.add_argument("--url", help="download from this mirror instead of the official URL (still checked); "
+                       "for licence-gated DINOv3 weights, the URL you were given")
     verify = sub.add_parser("verify", help="check a checkpoint file against the manifest")
     verify.add_argument("path")
 
@@ -37,13 +39,16 @@ def _list(args: argparse.Namespace, manifest: dict) -> int:
         size = f"{entry.size / 1e6:.1f}" if entry.size else "?"
         status = file_status(directory / entry.file, entry)
         print(f"{entry.name:<20} {entry.arch:<12} {entry.registers:>4} {size:>8}  {entry.license:<11} {status}")
+    for entry in manifest.values():
+        if entry.access:
+            print(f"{entry.name}: {entry.access}")
     return 0
 
 
 def _fetch(args: argparse.Namespace, manifest: dict) -> int:
     from ..errors import SpatialqError
     from ..hashing import file_sha256
-    from ..zoo.check import MISMATCH, UNPINNED, VERIFIED, file_status
+    from ..zoo.check import MISMATCH, PREFIX_VERIFIED, UNPINNED, VERIFIED, file_status
     from ..zoo.download import download
     from ..zoo.manifest import find_entry
 
@@ -55,8 +60,9 @@ def _fetch(args: argparse.Namespace, manifest: dict) -> int:
         raise SpatialqError(f"{directory}: cannot create the model folder ({exc.strerror or exc})") from None
     target = directory / entry.file
     status = file_status(target, entry)
-    if status == VERIFIED:
-        print(f"{target}: already present and verified; nothing to download")
+    if status in (VERIFIED, PREFIX_VERIFIED):
+        how = "" if status == VERIFIED else f" by the official sha256 prefix {entry.sha256_prefix}"
+        print(f"{target}: already present and verified{how}; nothing to download")
         return 0
     if status == UNPINNED:
         print(f"{target}: already present, but the manifest pins no sha256 for {entry.name}, so it is NOT "
@@ -66,7 +72,9 @@ def _fetch(args: argparse.Namespace, manifest: dict) -> int:
         print(f"{target}: does not match the manifest; downloading a fresh copy (the old file stays until "
               "the new one is verified)", file=sys.stderr)
     path, digest = download(entry, directory, args.url)
-    if entry.sha256 is None:
+    if entry.sha256 is None and entry.sha256_prefix:
+        print(f"wrote {path}; sha256 {digest} starts with {entry.sha256_prefix}, the official file name's")
+    elif entry.sha256 is None:
         print(f"wrote {path}; sha256 {digest} is NOT verified: the manifest pins no hash for {entry.name} yet "
               "(compare it with a trusted source, then pin it)")
     else:
@@ -95,6 +103,13 @@ def _verify(args: argparse.Namespace, manifest: dict) -> int:
     if entry.sha256 == digest:
         print(f"{path}: OK, {entry.name} ({entry.arch}, sha256 {digest})")
         return 0
+    if entry.sha256 is None and entry.sha256_prefix:
+        if digest.startswith(entry.sha256_prefix):
+            print(f"{path}: OK, {entry.name} ({entry.arch}, sha256 {digest} starts with {entry.sha256_prefix}, the "
+                  "official file name's; the full hash is not public)")
+            return 0
+        raise SpatialqError(f"{path}: MISMATCH for {entry.name}: sha256 {digest}, expected it to start with "
+                            f"{entry.sha256_prefix}")
     if entry.sha256 is None:
         print(f"{path}: {entry.name}, sha256 {digest}: NOT verified, the manifest pins no hash for it yet")
         return 0

@@ -58,9 +58,11 @@ def _module(model: DinoVisionTransformer, name: str):
 
 @torch.no_grad()
 def float_tensors(model: DinoVisionTransformer) -> dict[str, np.ndarray]:
-    """Every non-Linear tensor in official names (+ QwT corrections)."""
+    """Every non-Linear tensor in official names (+ QwT corrections); a RoPE model has its periods instead of a
+    pos_embed."""
     out = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()
-           if k in ("cls_token", "pos_embed", "register_tokens", "mask_token", "norm.weight", "norm.bias")}
+           if k in ("cls_token", "pos_embed", "rope_embed.periods", "register_tokens", "mask_token", "norm.weight",
+                    "norm.bias")}
     for i, block in enumerate(model.blocks):
         inner = _block(model, i)
         for part in ("norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias", "ls1.gamma", "ls2.gamma"):
@@ -95,16 +97,26 @@ def linear_weights(model: DinoVisionTransformer) -> dict[str, LinearWeights]:
 
 def graph_spec(model: DinoVisionTransformer, size: tuple[int, int], facet_layer: int) -> GraphSpec:
     c = model.config
-    return GraphSpec(c.embed_dim, c.depth, c.num_heads, c.ffn, c.num_register_tokens, size, facet_layer, c.patch_size)
+    return GraphSpec(c.embed_dim, c.depth, c.num_heads, c.ffn, c.num_register_tokens, size, facet_layer, c.patch_size,
+                     c.pos_encoding, c.layer_norm_eps)
+
+
+def position_constants(model: DinoVisionTransformer, size: tuple[int, int]
+                       ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """What the graph of a fixed (W, H) embeds for positions: the interpolated pos_embed, or the RoPE (sin, cos)."""
+    width, height = size
+    gh, gw = height // model.patch_size, width // model.patch_size
+    rope = model.rope_tables(gh, gw)
+    if rope is not None:
+        return tuple(t.numpy() for t in rope)
+    return interpolate_pos_embed(model.pos_embed, gh, gw, model.config).numpy()
 
 
 @torch.no_grad()
 def export_onnx(model: DinoVisionTransformer, size: tuple[int, int], facet_layer: int, kind: str) -> onnx.ModelProto:
     model = on_cpu(model)
-    width, height = size
-    p = model.config.patch_size
-    pos = interpolate_pos_embed(model.pos_embed, height // p, width // p, model.config).numpy()
-    return build_graph(graph_spec(model, size, facet_layer), float_tensors(model), linear_weights(model), pos, kind)
+    return build_graph(graph_spec(model, size, facet_layer), float_tensors(model), linear_weights(model),
+                       position_constants(model, size), kind)
 
 
 def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: DinoVisionTransformer,
@@ -133,6 +145,9 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
         "weight_bits": 4, "act_bits": 8, "arch": meta.get("arch"),
         "embed_dim": config.embed_dim, "depth": config.depth, "num_heads": config.num_heads, "ffn": config.ffn,
         "num_register_tokens": config.num_register_tokens, "patch_size": config.patch_size, "size": list(size),
+        "family": config.family, "pos_encoding": config.pos_encoding,
+        "rope_base": config.rope_base if config.pos_encoding == "rope" else None,
+        "layer_norm_eps": config.layer_norm_eps,
         "facet_layer": facet_layer,
         "qwt": any(isinstance(b, CompensatedBlock) for b in qmodel.blocks),
         "act_scales": act_scales,

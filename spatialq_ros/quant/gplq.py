@@ -299,13 +299,14 @@ def _input_hessians(student, layers: dict, batches) -> dict:
 def _compensate(student, reference, images, progress, step) -> None:
     """Block by block: fit the correction on the quantized stream, then move the stream on through it."""
     x = student.prepare_tokens(images)
+    run = student.block_call(*student.grid(images))
     for i in tqdm(range(len(student.blocks)), desc="stage 2: QwT", unit="block", disable=not progress):
-        quantized, _ = student.blocks[i](x)
-        exact, _ = reference.blocks[i](x)
+        quantized, _ = run(student.blocks[i], x)
+        exact, _ = run(reference.blocks[i], x)
         w, b = fit_compensation(x, exact - quantized)
         block = CompensatedBlock(student.blocks[i], x.shape[-1])
         block.qwt.weight.copy_(w)
         block.qwt.bias.copy_(b)
         student.blocks[i] = block
-        x, _ = block(x)
+        x, _ = run(block, x)
         step("QwT", i + 1, len(student.blocks))

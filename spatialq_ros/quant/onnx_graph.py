@@ -8,7 +8,8 @@ MatMulIntegerToFloat, since its CPU provider does not fuse this QDQ pattern and 
 on every call, and MultiHeadAttention for attention). Only `cpu` leaves standard ONNX: TensorRT parses the rest.
 LayerNormalization and GELU are one op each (GELU as the opset-20 Gelu op: what torch.onnx.export writes and
 TensorRT 10 parses, and half the time of its Erf spelling in ORT); attention, GELU and residual adds are float.
-The input size is fixed at export: the interpolated position embedding is a constant.
+The input size is fixed at export: the interpolated position embedding (DINOv2) or the RoPE sin/cos tables
+(DINOv3) are constants. RoPE rotates the qkv Linear's float output (no quantizer on it), before attention.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class GraphSpec:
     size: tuple[int, int]  # (W, H)
     facet_layer: int
     patch_size: int  # px, the backbone's: the graph's patch-embedding conv and its token grid follow it
+    pos_encoding: str = "learned"  # or "rope" (DINOv3)
+    layer_norm_eps: float = 1e-6  # DINOv3: 1e-5
 
 
 @dataclass(frozen=True)
@@ -136,11 +139,15 @@ class _Builder:
 
 
 def build_graph(spec: GraphSpec, tensors: dict[str, np.ndarray], linears: dict[str, LinearWeights],
-                pos_embed: np.ndarray, kind: str) -> onnx.ModelProto:
+                position: np.ndarray | tuple[np.ndarray, np.ndarray], kind: str) -> onnx.ModelProto:
     """tensors: float tensors in official names (norms, gammas, tokens, QwT); linears: every Linear by name;
-    pos_embed: (1, 1 + h*w, C) already interpolated to `spec.size`."""
+    position: for a learned table, the pos_embed (1, 1 + h*w, C) already interpolated to `spec.size`; for RoPE,
+    the grid's (sin, cos), each (h*w, head_dim)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
+    if (spec.pos_encoding == "rope") != isinstance(position, tuple):
+        raise ValueError(f"{spec.pos_encoding} position encoding: expected "
+                         + ("the RoPE (sin, cos) tables" if spec.pos_encoding == "rope" else "a pos_embed table"))
     b = _Builder(kind)
     width, height = spec.size
     p, c = spec.patch_size, spec.embed_dim
@@ -154,24 +161,27 @@ def build_graph(spec: GraphSpec, tensors: dict[str, np.ndarray], linears: dict[s
     patches = b.op("Reshape", [patches, b.ints([1, n, 3 * p * p])], "patches_flat")
     x = b.linear(patches, linears["patch_embed.proj"], "patch_embed")
     x = b.op("Concat", [b.const(tensors["cls_token"].astype(np.float32), "cls"), x], "with_cls", axis=1)
-    x = b.op("Add", [x, b.const(pos_embed.astype(np.float32), "pos")], "with_pos")
+    if spec.pos_encoding != "rope":
+        x = b.op("Add", [x, b.const(position.astype(np.float32), "pos")], "with_pos")
     if r:
         first = b.op("Slice", [x, b.ints([0]), b.ints([1]), b.ints([1])], "cls_part")
         rest = b.op("Slice", [x, b.ints([1]), b.ints([1 + n]), b.ints([1])], "patch_part")
         x = b.op("Concat", [first, b.const(tensors["register_tokens"].astype(np.float32), "reg"), rest], "with_reg",
                  axis=1)
     t = 1 + r + n
+    rope = _rope_tables(b, *position, t, hd) if spec.pos_encoding == "rope" else None
     facet = None
     for i in range(spec.depth):
         pre = f"blocks.{i}."
         block_in = x
-        h = _layernorm(b, x, tensors, pre + "norm1")
+        h = _layernorm(b, x, tensors, pre + "norm1", spec.layer_norm_eps)
         qkv = b.linear(h, linears[pre + "attn.qkv"], pre + "qkv")
         if i == spec.facet_layer % spec.depth:
             facet = b.op("Slice", [qkv, b.ints([1 + r, 2 * c]), b.ints([t, 3 * c]), b.ints([1, 2])], "value_facet_s")
+        qkv = _rotate_qk(b, qkv, rope, t, heads, hd, pre)
         x = _residual(b, x, _attention(b, qkv, t, heads, hd, pre), linears[pre + "attn.proj"],
                       tensors[pre + "ls1.gamma"], pre + "proj", pre + "res1")
-        h = _layernorm(b, x, tensors, pre + "norm2")
+        h = _layernorm(b, x, tensors, pre + "norm2", spec.layer_norm_eps)
         if spec.ffn == "swiglu":
             h = b.linear(h, linears[pre + "mlp.w12"], pre + "w12")
             hidden = linears[pre + "mlp.w12"].bias.shape[0] // 2
@@ -185,7 +195,7 @@ def build_graph(spec: GraphSpec, tensors: dict[str, np.ndarray], linears: dict[s
             x = _residual(b, x, gelu, linears[pre + "mlp.fc2"], tensors[pre + "ls2.gamma"], pre + "fc2", pre + "res2")
         if pre + "qwt.weight" in tensors:
             x = b.op("Add", [x, _float_linear(b, block_in, tensors, pre + "qwt")], pre + "compensated")
-    x = _layernorm(b, x, tensors, "norm")
+    x = _layernorm(b, x, tensors, "norm", spec.layer_norm_eps)
     patch = b.op("Slice", [x, b.ints([1 + r]), b.ints([t]), b.ints([1])], "patch_s")
     b.nodes.append(helper.make_node("Identity", [patch], ["patch_tokens"]))
     cls = b.op("Gather", [x, b.const(np.int64(0), "idx")], "cls_g", axis=1)
@@ -225,6 +235,36 @@ def _layer_scaled(lw: LinearWeights, gamma: np.ndarray) -> LinearWeights:
         float_weight=None if lw.float_weight is None else lw.float_weight * gamma[:, None])
 
 
+def _rope_tables(b: _Builder, sin: np.ndarray, cos: np.ndarray, t: int, hd: int) -> tuple[str, str]:
+    """The RoPE tables as constants for every token, (T, 1, 1, 2, head_dim / 2) to broadcast over q/k and the
+    heads of (1, T, 2, heads, 2, head_dim / 2): the prefix tokens (CLS, registers) get cos 1 and sin 0, i.e. no
+    rotation. The sin table carries the sign of x cos + [-x2, x1] sin, so the graph only swaps the halves."""
+    prefix = t - len(sin)
+    cos = np.concatenate([np.ones((prefix, hd), np.float32), cos.astype(np.float32)])
+    sin = np.concatenate([np.zeros((prefix, hd), np.float32), sin.astype(np.float32)])
+    sin = sin * np.repeat(np.array([-1.0, 1.0], np.float32), hd // 2)
+    shape = (t, 1, 1, 2, hd // 2)
+    return b.const(sin.reshape(shape), "rope_sin"), b.const(cos.reshape(shape), "rope_cos")
+
+
+def _rotate_qk(b: _Builder, qkv: str, rope: tuple[str, str] | None, t: int, heads: int, hd: int, pre: str) -> str:
+    """RoPE on the q and k columns of the qkv Linear's (1, T, 3C) output, elementwise (halves swapped, two Mul,
+    one Add); the v columns pass as they are. Without RoPE (DINOv2) the qkv is returned untouched."""
+    if rope is None:
+        return qkv
+    sin, cos = rope
+    c = heads * hd
+    qk = b.op("Slice", [qkv, b.ints([0]), b.ints([2 * c]), b.ints([2])], pre + "qk")
+    v = b.op("Slice", [qkv, b.ints([2 * c]), b.ints([3 * c]), b.ints([2])], pre + "v")
+    qk = b.op("Reshape", [qk, b.ints([1, t, 2, heads, 2, hd // 2])], pre + "qk_halves")
+    first, second = b.op("Split", [qk, b.ints([1, 1])], pre + "qk_split", n_out=2, axis=4)
+    swapped = b.op("Concat", [second, first], pre + "qk_swapped", axis=4)
+    rotated = b.op("Add", [b.op("Mul", [qk, cos], pre + "qk_cos"), b.op("Mul", [swapped, sin], pre + "qk_sin")],
+                   pre + "qk_rope")
+    rotated = b.op("Reshape", [rotated, b.ints([1, t, 2 * c])], pre + "qk_rotated")
+    return b.op("Concat", [rotated, v], pre + "qkv_rope", axis=2)
+
+
 def _attention(b: _Builder, qkv: str, t: int, heads: int, hd: int, pre: str) -> str:
     """Softmax attention on the qkv Linear's (1, T, 3C) output, whose columns are (3, heads, head_dim);
     returns (1, T, C) in (heads, head_dim) order. The cpu graph hands it to ORT's MultiHeadAttention (which
@@ -251,7 +291,7 @@ def _float_linear(b: _Builder, x: str, tensors: dict[str, np.ndarray], name: str
     return b.op("Add", [b.op("MatMul", [x, w], name + ".mm"), b.const(tensors[name + ".bias"], name + ".b")], name)
 
 
-def _layernorm(b: _Builder, x: str, tensors: dict[str, np.ndarray], name: str) -> str:
+def _layernorm(b: _Builder, x: str, tensors: dict[str, np.ndarray], name: str, eps: float) -> str:
     return b.op("LayerNormalization", [x, b.const(tensors[name + ".weight"].astype(np.float32), name + ".g"),
                                        b.const(tensors[name + ".bias"].astype(np.float32), name + ".b")],
-                name, axis=-1, epsilon=1e-6)
+                name, axis=-1, epsilon=eps)

@@ -17,8 +17,10 @@ class CompensatedBlock(nn.Module):
         nn.init.zeros_(self.qwt.weight)
         nn.init.zeros_(self.qwt.bias)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out, qkv = self.block(x)
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`rope`: the grid's (sin, cos) for a RoPE block, passed on to it."""
+        out, qkv = self.block(x, rope)
         return out + self.qwt(x), qkv
 
 

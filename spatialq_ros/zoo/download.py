@@ -26,8 +26,11 @@ USER_AGENT = "spatialq_ros-models/1"
 
 
 def download(entry: ModelEntry, directory: Path, url: str | None = None, timeout: float = 30.0) -> tuple[Path, str]:
-    """Fetch `entry` into `directory`; returns (path, sha256)."""
+    """Fetch `entry` into `directory`; returns (path, sha256). A licence-gated entry needs `url`."""
     url = url or entry.url
+    if url is None:
+        raise SpatialqError(f"{entry.name}: cannot be downloaded automatically ({entry.license} licence); "
+                            f"{entry.access}")
     target = directory / entry.file
     fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{entry.file}.", suffix=".part")
     tmp = Path(tmp_name)
@@ -40,6 +43,9 @@ def download(entry: ModelEntry, directory: Path, url: str | None = None, timeout
         if entry.sha256 is not None and digest != entry.sha256:
             raise SpatialqError(f"{entry.name}: sha256 {digest} of the download from {url} does not match the "
                                 f"manifest's {entry.sha256}; nothing written")
+        if entry.sha256 is None and entry.sha256_prefix and not digest.startswith(entry.sha256_prefix):
+            raise SpatialqError(f"{entry.name}: sha256 {digest} of the download from {url} does not start with "
+                                f"{entry.sha256_prefix}, the official file name's; nothing written")
         os.replace(tmp, target)
         return target, digest
     finally:
@@ -48,6 +54,8 @@ def download(entry: ModelEntry, directory: Path, url: str | None = None, timeout
 
 
 def manual_hint(entry: ModelEntry, target: Path) -> str:
+    if entry.url is None:
+        return f"{entry.access}; save it as {os.path.abspath(target)}"
     pin = f"; its sha256 must be {entry.sha256}" if entry.sha256 else "; then pin its sha256 in the manifest"
     return f"download {entry.url} by hand and save it as {os.path.abspath(target)}{pin}"
 

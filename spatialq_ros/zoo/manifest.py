@@ -1,5 +1,8 @@
 """The model manifest: official URL, size and sha256 of each known checkpoint.
 
+Licence-gated checkpoints (DINOv3) have no public URL: their entry says how to obtain the file by hand
+(`access`), and pins what is public, the sha256 prefix their official file name carries.
+
 The canonical copy ships as package data (`spatialq_ros/data/models.json`), so a source checkout, an
 editable install and a colcon install all read the same file; `models/manifest.json` is a copy for
 people browsing the repository. `SPATIALQ_MODELS_MANIFEST` points at another one (mirrors, tests).
@@ -18,18 +21,21 @@ from ..errors import SpatialqError
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "data" / "models.json"
 MANIFEST_ENV = "SPATIALQ_MODELS_MANIFEST"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHA256_PREFIX = re.compile(r"[0-9a-f]{8,64}")
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     file: str
-    url: str
+    url: str | None  # None = licence-gated, no public URL: see `access`
     arch: str
     registers: int
     license: str
     size: int | None  # bytes; None = not pinned yet
     sha256: str | None  # None = not pinned yet
+    sha256_prefix: str | None = None  # the leading hex digits torch hub file names carry ("-08c60483.pth")
+    access: str | None = None  # how to obtain a licence-gated file by hand
 
 
 def manifest_path() -> Path:
@@ -56,11 +62,17 @@ def _entry(name: str, fields: dict, default_license: str) -> ModelEntry:
     size = fields.get("size")
     if size is not None and (not isinstance(size, int) or size <= 0):
         raise ValueError(f"{name}: size must be a positive byte count or null, got {size!r}")
+    prefix = fields.get("sha256_prefix")
+    if prefix is not None and not _SHA256_PREFIX.fullmatch(prefix):
+        raise ValueError(f"{name}: sha256_prefix must be 8-64 lowercase hex digits or null, got {prefix!r}")
     file = fields["file"]
     if Path(file).name != file:
         raise ValueError(f"{name}: file must be a bare file name, got {file!r}")
-    return ModelEntry(name, file, fields["url"], fields["arch"], int(fields["registers"]),
-                      fields.get("license", default_license), size, sha256)
+    url, access = fields["url"], fields.get("access")
+    if url is None and not access:
+        raise ValueError(f"{name}: an entry without url must say how to obtain the file (access)")
+    return ModelEntry(name, file, url, fields["arch"], int(fields["registers"]),
+                      fields.get("license", default_license), size, sha256, prefix, access)
 
 
 def find_entry(name: str, manifest: dict[str, ModelEntry]) -> ModelEntry:

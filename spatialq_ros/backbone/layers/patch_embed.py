@@ -1,4 +1,4 @@
-"""Image -> one token per 14x14 patch."""
+"""Image -> one token per patch (14x14 for DINOv2, 16x16 for DINOv3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The ViT-G feed-forward: SwiGLU with the official 2/3-width, multiple-of-8 hidden size."""
+"""The DINOv2 ViT-G and DINOv3 ViT-S+ feed-forward: SwiGLU, official 2/3-width, multiple-of-8 hidden size.
+
+The two input projections are one Linear (`w12`, gate rows first), as DINOv2 stores them; DINOv3 checkpoints
+store them apart (`w1` gate, `w2`), and loading concatenates them.
+"""
 
 from __future__ import annotations
 
