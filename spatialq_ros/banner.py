@@ -4,7 +4,7 @@ import sys
 
 UNTRAINED = "UNTRAINED"
 UNTRAINED_WARNING = (
-    "UNTRAINED: no real DINOv2 weights found; using a seeded random ViT. "
+    "UNTRAINED: no real DINOv2 or DINOv3 weights found; using a seeded random ViT. "
     "Features, pictures and metrics are NOT meaningful. See `spatialq models fetch`."
 )
 

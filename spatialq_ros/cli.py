@@ -17,7 +17,7 @@ COMMANDS = {
     "features": "Backbone features of one image (npz + optional PCA picture).",
     "models": "List, fetch and verify DINOv2 checkpoints.",
     "sim": "Simulate a farmland flight into a rosbag2.",
-    "demo": "End-to-end demo on the embedded default.",
+    "demo": "End-to-end demo on one backbone (default DINOv2 ViT-S/14; --backbone dinov3_vits16 for DINOv3).",
     "build-map": "Build a place-recognition map (VLAD database) from a bag.",
     "train-field-head": "Train the field-boundary head from images and masks.",
     "eval": "Score keypoints, place recognition and field boundaries on a simulated flight.",

@@ -47,6 +47,30 @@ def test_bench_rows_table_and_plot(tmp_path, monkeypatch, capsys):
     assert "The deploy process: perception_node" in table
 
 
+
+def test_bench_times_two_backbones_in_one_run_on_their_own_patch_grids(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPATIALQ_MODELS_DIR", str(tmp_path))
+    out = tmp_path / "bench"
+    assert main(["bench", "--backbones", "dinov2_vits14,dinov3_vits16", "--sizes", "56x56", "--frames", "2",
+                 "--calibration-frames", "4", "--threads", "1", "--no-node", "--hover-frames", "0",
+                 "--out", str(out)]) == 0
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    by = {(r["backbone"], r["engine"]): r for r in rows}
+    assert set(by) == {(b, e) for b in ("dinov2_vits14", "dinov3_vits16") for e in ENGINES}
+    v2, v3 = by["dinov2_vits14", "ort-fp32"], by["dinov3_vits16", "ort-fp32"]
+    assert (v2["size"], v2["patch_tokens"], v3["size"], v3["patch_tokens"]) == ("56x56", 16, "64x64", 16)
+    assert by["dinov3_vits16", "spatialq-w4a8-cpu"]["cosine"] > 0.9  # its own fp32 is the reference
+    table = (out / "bench.md").read_text()
+    assert "dinov3_vits16: 56x56 asked, 64x64 timed, the nearest multiple of its 16 px patch" in table
+    assert "dinov3_vits16 64x64 (16 tokens) vs dinov2_vits14 56x56 (16 tokens): W4A8-cpu speed-up" in table
+
+
+def test_bench_backbones_refuses_model_and_unknown_names(tmp_path, capsys):
+    assert main(["bench", "--backbones", "dinov3_vits16", "--model", "x.pth", "--out", str(tmp_path)]) == 2
+    assert "without --model" in capsys.readouterr().err
+    assert main(["bench", "--backbones", "dinov2_vits14,dinov9_vitq1", "--out", str(tmp_path)]) == 2
+    assert "unknown model 'dinov9_vitq1'" in capsys.readouterr().err
+
 def _peaks(table: str) -> dict[str, float]:
     line = next(line for line in table.splitlines() if line.startswith("Machine:"))
     return {kind: float(line.split(f"{kind.upper()} peak ")[1].split()[0]) for kind in ("fp32", "int8")}

@@ -107,3 +107,23 @@ def test_demo_writes_report_and_pictures_marked_untrained(tmp_path, capsys):
     (tmp_path / "precious" / "thesis.tex").write_text("keep me")
     assert main(["demo", "--out", str(tmp_path / "precious")]) == 2
     assert (tmp_path / "precious" / "thesis.tex").exists()
+
+
+def test_demo_runs_on_untrained_dinov3_with_its_16_px_grid(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--backbone", "dinov3_vits16", "--out", str(out), "--frames", "16", "--size", "112x80",
+                 "--pictures", "2", "--calibration-frames", "4"]) == 0
+    report = (out / "report.md").read_text()
+    assert "UNTRAINED" in report and "dinov3_vits16, vits16 (synthetic" in report and "7x5 patches of 16 px" in report
+    quant = json.loads((out / "w4a8" / "quant.json").read_text())
+    assert quant["arch"] == "vits16" and quant["patch_size"] == 16 and quant["trained"] is False
+    assert "UNTRAINED" in (out / "replay" / "report.md").read_text()
+
+
+def test_demo_refuses_unknown_backbone_and_sizes_off_its_patch(tmp_path, capsys):
+    assert main(["demo", "--backbone", "dinov4_vitz9", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown model 'dinov4_vitz9'" in err and "dinov3_vits16" in err and "dinov2_vits14" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "a").exists()
+    assert main(["demo", "--backbone", "dinov3_vits16", "--size", "112x84", "--out", str(tmp_path / "b")]) == 2
+    assert "16" in capsys.readouterr().err and not (tmp_path / "b").exists()

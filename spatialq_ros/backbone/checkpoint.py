@@ -74,11 +74,39 @@ def synthetic_backbone(arch: str = "vits14") -> tuple[DinoVisionTransformer, Che
     return model.eval(), CheckpointInfo("<synthetic>", arch_name(config), config, "synthetic", digest, False)
 
 
+def named_backbone(name: str) -> tuple[DinoVisionTransformer, CheckpointInfo]:
+    """A model of the manifest (`spatialq models list`) by name: its file when present in the models folder,
+    otherwise the seeded UNTRAINED model of its arch."""
+    from ..zoo.manifest import find_entry, load_manifest
+
+    entry = find_entry(name, load_manifest())
+    real = find_checkpoint(entry.file)
+    return load_backbone(real) if real is not None else synthetic_backbone(entry.arch)
+
+
+def backbone_for(model: str | None) -> tuple[DinoVisionTransformer, CheckpointInfo]:
+    """What `--model` names: nothing (the default), a checkpoint path, or a manifest model name such as
+    `dinov3_vits16` when no file of that name exists."""
+    if model is None:
+        return default_backbone()
+    if not Path(model).exists():
+        from ..zoo.manifest import load_manifest
+
+        if model in load_manifest():
+            return named_backbone(model)
+    return load_backbone(model)
+
+
 def find_default_checkpoint() -> Path | None:
+    return find_checkpoint(DEFAULT_CHECKPOINT)
+
+
+def find_checkpoint(file_name: str) -> Path | None:
+    """file_name in $SPATIALQ_MODELS_DIR, ./models or the source checkout's models/, first found."""
     dirs = [os.environ.get("SPATIALQ_MODELS_DIR"), "models", Path(__file__).resolve().parents[2] / "models"]
     for d in dirs:
-        if d and (Path(d) / DEFAULT_CHECKPOINT).is_file():
-            return Path(d) / DEFAULT_CHECKPOINT
+        if d and (Path(d) / file_name).is_file():
+            return Path(d) / file_name
     return None
 
 

@@ -34,6 +34,8 @@ class BenchRow:
     erqa: float
     gops: float  # effective rate: the model's multiply-accumulates x 2 x frames/s, in G operations/s
     peak_fraction: float = float("nan")  # gops / the GEMM peak of its kind (`with_peak_fractions`)
+    patch_tokens: int = 0  # the token grid's size: what makes two backbones' rows comparable
+    backbone: str = ""  # the model's manifest name or arch
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -112,7 +114,7 @@ def measure(engines: dict, images: list[np.ndarray], size: tuple[int, int], conf
         rows.append(BenchRow(name, f"{size[0]}x{size[1]}", float(np.median(t)), float(np.percentile(t, 95)), fps,
                              deploy_rss_mb(path, size, threads=threads) if path else None,
                              (path.stat().st_size / 1e6) if path else checkpoint_mb, cosine, score,
-                             gmacs * 2 * fps))
+                             gmacs * 2 * fps, patch_tokens=grid[0] * grid[1]))
     return rows
 
 

@@ -8,7 +8,11 @@ import argparse
 def register(parser: argparse.ArgumentParser) -> None:
     from ..runtime.frame_cache import DEFAULT_THRESHOLD
 
-    parser.add_argument("--model", help="FP32 checkpoint (default: the embedded default)")
+    parser.add_argument("--model", help="FP32 checkpoint or a model name of `spatialq models list` (default: the "
+                        "embedded default)")
+    parser.add_argument("--backbones", metavar="NAMES",
+                        help="comma-separated model names (e.g. dinov2_vits14,dinov3_vits16) timed in one run, each at "
+                             "the multiple of its patch nearest to every --sizes entry; hover and node: the first only")
     parser.add_argument("--artifact", help="W4A8 artifact to use for its size (others are calibrated here)")
     parser.add_argument("--sizes", default="224x224,448x448", help="comma-separated WxH list")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime / torch threads (0: all cores)")
@@ -35,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import os
     import tempfile
+    from dataclasses import replace
     from pathlib import Path
 
     # torch's OpenMP pool would spin between its turns and slow the ONNX engines that run next
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..atomic import write_atomic
-    from ..backbone.checkpoint import default_backbone, load_backbone
+    from ..backbone.checkpoint import backbone_for, named_backbone
     from ..backbone.preprocess import check_size, parse_size, preprocess
     from ..banner import warn_untrained
     from ..bench.cpu_class import read_cpu_class
@@ -67,12 +72,21 @@ def run(args: argparse.Namespace) -> int:
         raise SpatialqError(f"--hover-frames {args.hover_frames}: must be 0 or more")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, info = load_backbone(args.model) if args.model else default_backbone()
-    for size in sizes:
-        check_size(size, model.patch_size, info.arch)
-    if not info.trained:
+    if args.backbones and (args.model or args.artifact):
+        raise SpatialqError("--backbones names the models itself: give it without --model and --artifact")
+    if args.backbones:  # (what calibrate's --model gets, model, info)
+        backbones = [(n, *named_backbone(n)) for n in (n.strip() for n in args.backbones.split(",")) if n]
+        if not backbones:
+            raise SpatialqError(f"--backbones {args.backbones!r}: give at least one model name")
+    else:
+        backbones = [(args.model, *backbone_for(args.model))]
+    if not args.backbones:
+        for size in sizes:
+            check_size(size, backbones[0][1].patch_size, backbones[0][2].arch)
+    if not all(info.trained for _, _, info in backbones):
         warn_untrained()
     given = None
+    model, info = backbones[0][1:]
     if args.artifact:
         meta = artifact_meta(args.artifact)
         if meta["patch_size"] != model.patch_size:
@@ -80,30 +94,39 @@ def run(args: argparse.Namespace) -> int:
                                 f"{info.arch} {model.patch_size}: they are not the same backbone")
         given = (tuple(meta["size"]), Path(args.artifact))
     peaks = {kind: GemmPeak(kind, args.threads) for kind in ("fp32", "int8")}
-    checkpoint_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6
-    rows, hover, node = [], [], []
+    rows, hover, node, snapped = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="spatialq-bench-") as tmp:
         work = Path(tmp)
-        for size in sizes:
-            tag = f"{size[0]}x{size[1]}"
-            bag = work / f"flight_{tag}"
-            simulate(bag, SimConfig(frames=args.frames + args.calibration_frames, size=size, seed=11), progress=False)
-            images = [preprocess(f.rgb) for f in read_frames(bag)]
-            if given and given[0] == size:
-                artifact = given[1]
-            else:
-                artifact = work / f"w4a8_{tag}"
-                argv = ["calibrate", "--bag", str(bag), "--size", tag, "--frames", str(args.calibration_frames),
-                        "--holdout", "0", "--out", str(artifact)] + (["--model", args.model] if args.model else [])
-                if main(argv) != 0:
-                    raise SpatialqError(f"calibration for {tag} failed")
-            timed = images[args.calibration_frames:]
-            engines = engines_for(artifact, model, images[: args.calibration_frames], work, args.threads)
-            rows += measure(engines, timed, size, model.config, peaks, checkpoint_mb, args.threads)
-            if args.node:
-                node.append(_node_figures(artifact, size, [f.rgb for f in read_frames(bag)][-8:]))
-            if args.hover_frames:
-                hover.append(run_hover(artifact, size, work, args.hover_frames, threshold, args.threads))
+        for asked in sizes:
+            for index, (name, model, info) in enumerate(backbones):
+                size = _nearest_multiple(asked, model.patch_size)
+                label = name if args.backbones else info.arch
+                if size != asked:
+                    snapped.append(f"- {label}: {asked[0]}x{asked[1]} asked, {size[0]}x{size[1]} timed, the nearest "
+                                   f"multiple of its {model.patch_size} px patch\n")
+                checkpoint_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6
+                tag = f"{size[0]}x{size[1]}"
+                bag = work / f"flight_{label}_{tag}"
+                simulate(bag, SimConfig(frames=args.frames + args.calibration_frames, size=size, seed=11), progress=False)
+                images = [preprocess(f.rgb) for f in read_frames(bag)]
+                if given and given[0] == size:
+                    artifact = given[1]
+                else:
+                    artifact = work / f"w4a8_{label}_{tag}"
+                    argv = ["calibrate", "--bag", str(bag), "--size", tag, "--frames", str(args.calibration_frames),
+                            "--holdout", "0", "--out", str(artifact)] + (["--model", name] if name else [])
+                    if main(argv) != 0:
+                        raise SpatialqError(f"calibration for {tag} failed")
+                timed = images[args.calibration_frames:]
+                engines = engines_for(artifact, model, images[: args.calibration_frames], work, args.threads)
+                rows += [replace(r, backbone=label)
+                         for r in measure(engines, timed, size, model.config, peaks, checkpoint_mb, args.threads)]
+                if index > 0:  # hover and node: the first backbone's
+                    continue
+                if args.node:
+                    node.append(_node_figures(artifact, size, [f.rgb for f in read_frames(bag)][-8:]))
+                if args.hover_frames:
+                    hover.append(run_hover(artifact, size, work, args.hover_frames, threshold, args.threads))
     rows = with_peak_fractions(rows, peaks)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     machine = f"{torch.get_num_threads()} threads, FP32 peak {peaks['fp32'].gops:.0f} " \
               f"GFLOP/s, INT8 peak {peaks['int8'].gops:.0f} GOP/s (1024^3 GEMM, best of the turns it took " \
               "between the engines)"
-    table = _table(rows, cpu.describe(), machine, info.trained) + hover_section(hover) + _node_section(node)
+    trained = all(i.trained for _, _, i in backbones)
+    table = _table(rows, cpu.describe(), machine, trained) + "".join(snapped) + hover_section(hover) + _node_section(node)
     write_atomic(out / "bench.md", table.encode())
     write_atomic(out / "bench.json", json.dumps({"cpu": cpu.as_dict(), "peaks_gops": {k: p.gops for k, p in peaks.items()},
                                                  "rows": [r.as_dict() for r in rows]}, indent=1).encode())
@@ -185,26 +209,43 @@ def _node_section(node: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _nearest_multiple(size: tuple[int, int], patch: int) -> tuple[int, int]:
+    """The size on this backbone's patch grid closest to the asked one (224 stays 224 on 14 and 16; 56 -> 64 on 16)."""
+    return tuple(max(patch, int(side / patch + 0.5) * patch) for side in size)
+
+
 def _table(rows, cpu: str, machine: str, trained: bool) -> str:
     lines = ["# spatialq bench", "", f"CPU class: {cpu}. Every figure below belongs to this class.", "",
              f"Machine: {machine}", ""]
     if not trained:
-        lines += ["> **UNTRAINED weights: speed and memory are real, fidelity numbers are not DINOv2's.**", ""]
-    lines += ["| engine | size | p50 ms | p95 ms | frames/s | deploy RSS MB | model MB | patch cosine | ERQA | of peak |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["> **UNTRAINED weights: speed and memory are real, fidelity numbers are not the real backbone's.**", ""]
+    lines += ["| backbone | engine | size | tokens | p50 ms | p95 ms | frames/s | deploy RSS MB | model MB | patch cosine "
+              "| ERQA | of peak |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         rss = f"{r.rss_mb:.0f}" if r.rss_mb is not None else "-"
-        lines.append(f"| {r.engine} | {r.size} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.fps:.1f} | {rss} | "
-                     f"{r.model_mb:.1f} | {r.cosine:.4f} | {r.erqa:.3f} | {100 * r.peak_fraction:.0f}% |")
-    by_size = {}
+        lines.append(f"| {r.backbone} | {r.engine} | {r.size} | {r.patch_tokens} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | "
+                     f"{r.fps:.1f} | {rss} | {r.model_mb:.1f} | {r.cosine:.4f} | {r.erqa:.3f} | "
+                     f"{100 * r.peak_fraction:.0f}% |")
+    groups = {}
     for r in rows:
-        by_size.setdefault(r.size, {})[r.engine] = r
+        groups.setdefault((r.backbone, r.size, r.patch_tokens), {})[r.engine] = r
+    speedups = {}  # (backbone, size, tokens) -> spatialq-w4a8-cpu's speed over ort-fp32
     lines += [""]
-    for size, engines in by_size.items():
+    for (backbone, size, tokens), engines in groups.items():
         for ours in ("spatialq-w4a8-cpu", "spatialq-w4a8-qdq"):
             if "ort-fp32" in engines and ours in engines:
                 ratio = engines["ort-fp32"].p50_ms / engines[ours].p50_ms
-                lines.append(f"- {size}: {ours} runs at {ratio:.2f}x the speed of ort-fp32 (same run)")
+                speedups.setdefault((backbone, size, tokens), ratio)
+                lines.append(f"- {backbone} {size} ({tokens} tokens): {ours} runs at {ratio:.2f}x the speed of "
+                             "ort-fp32 (same run)")
+    first = rows[0].backbone if rows else ""
+    for key, ratio in speedups.items():  # each other backbone against the first at the nearest token count
+        if key[0] == first:
+            continue
+        ref = min((k for k in speedups if k[0] == first), key=lambda k: abs(k[2] - key[2]), default=None)
+        if ref is not None:
+            lines.append(f"- {key[0]} {key[1]} ({key[2]} tokens) vs {ref[0]} {ref[1]} ({ref[2]} tokens): W4A8-cpu "
+                         f"speed-up {ratio:.2f}x vs {speedups[ref]:.2f}x, {100 * (ratio / speedups[ref] - 1):+.0f} %")
     return "\n".join(lines) + "\n"
 
 
@@ -215,12 +256,15 @@ def _plot(rows, path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    sizes = sorted({r.size for r in rows})
+    def group(r) -> str:
+        return f"{r.backbone} {r.size}"
+
+    sizes = list(dict.fromkeys(group(r) for r in rows))
     engines = list(dict.fromkeys(r.engine for r in rows))
     fig, ax = plt.subplots(figsize=(8, 3.6), dpi=110)
     width = 0.8 / len(engines)
     for i, engine in enumerate(engines):
-        values = [next((r.p50_ms for r in rows if r.engine == engine and r.size == s), 0) for s in sizes]
+        values = [next((r.p50_ms for r in rows if r.engine == engine and group(r) == s), 0) for s in sizes]
         ax.bar(np.arange(len(sizes)) + i * width, values, width, label=engine)
     ax.set_xticks(np.arange(len(sizes)) + 0.4 - width / 2, sizes)
     ax.set_ylabel("p50 latency (ms)")

@@ -8,7 +8,9 @@ from ..quant.device import DEVICES
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="FP32 checkpoint (default: models/dinov2_vits14_pretrain.pth, else UNTRAINED)")
+    parser.add_argument("--model", help="FP32 checkpoint, or a model name of `spatialq models list` (its file "
+                        "in models/, else that arch UNTRAINED); default: models/dinov2_vits14_pretrain.pth, else "
+                        "UNTRAINED")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--bag", help="rosbag2 with camera frames (raw or compressed)")
     source.add_argument("--images", help="folder of calibration images")

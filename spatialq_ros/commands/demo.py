@@ -1,4 +1,4 @@
-"""`spatialq demo`: the main job end to end on the embedded default.
+"""`spatialq demo`: the main job end to end on one backbone of the manifest (default DINOv2 ViT-S/14).
 
 Simulate a farmland flight, calibrate the backbone to W4A8 (GPLQ) on its first frames, build a place map
 from its first pass, train the field head, score everything on the whole flight with the W4A8 artifact on
@@ -11,8 +11,13 @@ import argparse
 import time
 from pathlib import Path
 
+from ..zoo.manifest import DEFAULT_MODEL
+
 
 def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backbone", default=DEFAULT_MODEL, metavar="NAME",
+                        help="model of `spatialq models list` (e.g. dinov3_vits16): its file in models/, else that "
+                             f"arch UNTRAINED; default {DEFAULT_MODEL}")
     parser.add_argument("--out", default="demo_out", help="output folder (replaced), default demo_out/")
     parser.add_argument("--frames", type=int, default=120, help="frames to simulate, default 120")
     parser.add_argument("--size", default="224x224", help="frame and backbone size WxH, multiples of the "
@@ -32,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..backbone.checkpoint import default_backbone
+    from ..backbone.checkpoint import named_backbone
     from ..backbone.preprocess import check_size, parse_size, preprocess
     from ..banner import UNTRAINED_WARNING, warn_untrained
     from ..errors import SpatialqError
@@ -41,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..viz.feature_pca import PcaProjection, pca_rgb
     from ..viz.pictures import side_by_side, stamp_untrained, upscale_nearest, write_png
 
-    model, info = default_backbone()
+    model, info = named_backbone(args.backbone)
     size = check_size(parse_size(args.size), model.patch_size, info.arch)
     if args.frames < args.pictures or args.pictures < 1:
         raise SpatialqError(f"--frames {args.frames} must be at least --pictures {args.pictures} (>= 1)")
@@ -80,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     banner = "" if info.trained else f"> **{UNTRAINED_WARNING}**\n\n"
     (out / "report.md").write_text(
         f"# spatialq demo\n\n{banner}"
-        f"- backbone: {info.arch} ({info.layout}, {info.path}), input {size[0]}x{size[1]}\n"
+        f"- backbone: {args.backbone}, {info.arch} ({info.layout}, {info.path}), input {size[0]}x{size[1]} "
+        f"({size[0] // model.patch_size}x{size[1] // model.patch_size} patches of {model.patch_size} px)\n"
         f"- flight: {args.frames} frames simulated in {sim_s:.1f} s -> `flight/`\n"
         f"- backbone (torch fp32, reference engine): median {1000 * float(np.median(latencies)):.0f} ms/frame "
         f"on {len(latencies)} frames\n\n"
@@ -98,8 +104,8 @@ def _pipeline_steps(args, out: Path, bag: Path) -> str:
 
     first_pass = int(args.frames / 1.35)  # the flight loops 1.35 times: the rest revisits the map
     steps = [
-        ("calibrate", ["calibrate", "--bag", str(bag), "--size", args.size, "--frames", str(args.calibration_frames),
-                       "--holdout", "8", "--qwt", "--out", str(out / "w4a8")]),
+        ("calibrate", ["calibrate", "--bag", str(bag), "--model", args.backbone, "--size", args.size,
+                       "--frames", str(args.calibration_frames), "--holdout", "8", "--qwt", "--out", str(out / "w4a8")]),
         ("build-map", ["build-map", "--bag", str(bag), "--model", str(out / "w4a8"), "--size", args.size,
                        "--frames", str(first_pass), "--out", str(out / "map.npz")]),
         ("train-field-head", ["train-field-head", "--bag", str(bag), "--model", str(out / "w4a8"), "--size", args.size,

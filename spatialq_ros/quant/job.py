@@ -72,7 +72,7 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
     import torch
 
     from ..atomic import atomic_dir
-    from ..backbone.checkpoint import default_backbone, load_backbone
+    from ..backbone.checkpoint import backbone_for
     from ..backbone.preprocess import check_size, parse_size, preprocess, resize_rgb
     from ..banner import UNTRAINED_WARNING, warn_untrained
     from ..runtime.onnx_engine import OnnxEngine
@@ -86,7 +86,7 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
     job.check_output()
     size = parse_size(job.size)
     device = resolve_device(job.device)
-    model, info = load_backbone(job.model) if job.model else default_backbone()
+    model, info = backbone_for(job.model)
     check_size(size, model.patch_size, info.arch)
     if len(frames) < job.frames + job.holdout:
         raise SpatialqError(f"{job.source}: {len(frames)} frames, fewer than the {job.frames + job.holdout} asked "

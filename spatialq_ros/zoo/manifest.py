@@ -20,6 +20,7 @@ from ..errors import SpatialqError
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "data" / "models.json"
 MANIFEST_ENV = "SPATIALQ_MODELS_MANIFEST"
+DEFAULT_MODEL = "dinov2_vits14"  # what runs when no model is named
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHA256_PREFIX = re.compile(r"[0-9a-f]{8,64}")
 
