@@ -173,7 +173,7 @@ def _run_zoo(args, size) -> int:
     header = (f"`spatialq bench --zoo {args.zoo} --sizes {size[0]}x{size[1]} --zoo-frames {args.zoo_frames} "
               f"--zoo-holdout {args.zoo_holdout}" + (f" --zoo-depth {args.zoo_depth}" if args.zoo_depth else "")
               + f"` on {date.today().isoformat()}, {cpu.describe()}. Seeded stress models (UNTRAINED by "
-              "construction): the table is about the quantizers, not about DINOv2.")
+              "construction): the table is about the quantizers, not about the DINO weights.")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = zoo_markdown(results, header)
