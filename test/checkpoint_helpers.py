@@ -9,7 +9,10 @@ import numpy as np
 import torch
 from safetensors.numpy import save_file
 
-from spatialq_ros.backbone.archs import ARCHS
+from spatialq_ros.backbone.archs import ARCHS, ViTConfig
+from spatialq_ros.backbone.checkpoint import to_torch_state
+from spatialq_ros.backbone.synthetic import synthetic_state_dict
+from spatialq_ros.backbone.vit import DinoVisionTransformer
 
 
 def write_official_pth(path: Path, state: dict[str, np.ndarray]) -> Path:
@@ -136,3 +139,12 @@ def write_huggingface_dinov3_folder(folder: Path, state: dict[str, np.ndarray], 
     (folder / "config.json").write_text(json.dumps(json_config, indent=2))
     save_file(to_huggingface_dinov3(state), str(folder / "model.safetensors"))
     return folder
+
+
+def outlier_model(depth: int, arch: str = "vits14") -> DinoVisionTransformer:
+    """The seeded model with trained-like outliers (synthetic.py) of any arch, DINOv2 or DINOv3, cut to `depth`
+    blocks, in eval mode."""
+    config = ViTConfig(**{**ARCHS[arch].__dict__, "depth": depth})
+    model = DinoVisionTransformer(config)
+    model.load_state_dict(to_torch_state(synthetic_state_dict(config, seed=0, outliers=True)))
+    return model.eval()

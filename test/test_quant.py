@@ -12,10 +12,8 @@ import onnx
 import pytest
 import torch
 
-from spatialq_ros.backbone.archs import ARCHS, ViTConfig
-from spatialq_ros.backbone.checkpoint import to_torch_state
-from spatialq_ros.backbone.synthetic import synthetic_state_dict
-from spatialq_ros.backbone.vit import DinoVisionTransformer
+from checkpoint_helpers import outlier_model
+
 from spatialq_ros.quant.artifact import ONNX_FILES, write_artifact
 from spatialq_ros.quant.fake_quant import INT4, codes, fake_quant
 from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
@@ -28,13 +26,6 @@ from spatialq_ros.sim.bag import read_frames
 from spatialq_ros.sim.simulate import SimConfig, simulate
 
 SIZE = (112, 112)
-
-
-def outlier_model(depth: int, arch: str = "vits14") -> DinoVisionTransformer:
-    config = ViTConfig(**{**ARCHS[arch].__dict__, "depth": depth})
-    model = DinoVisionTransformer(config)
-    model.load_state_dict(to_torch_state(synthetic_state_dict(config, seed=0, outliers=True)))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

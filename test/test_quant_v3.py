@@ -11,11 +11,10 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from spatialq_ros.backbone.archs import ARCHS, ViTConfig
-from spatialq_ros.backbone.checkpoint import to_torch_state
+from checkpoint_helpers import outlier_model
+
 from spatialq_ros.backbone.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from spatialq_ros.backbone.synthetic import synthetic_state_dict
-from spatialq_ros.backbone.vit import DinoVisionTransformer
 from spatialq_ros.quant.artifact import ONNX_FILES, write_artifact
 from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
 from spatialq_ros.quant.qwt import CompensatedBlock
@@ -24,13 +23,6 @@ from spatialq_ros.sim.bag import read_frames
 from spatialq_ros.sim.simulate import SimConfig, simulate
 
 SIZE = (64, 48)  # (W, H): a 3 x 4 grid of 16 px patches
-
-
-def dinov3_model(depth: int) -> DinoVisionTransformer:
-    config = ViTConfig(**{**ARCHS["vits16"].__dict__, "depth": depth})
-    model = DinoVisionTransformer(config)
-    model.load_state_dict(to_torch_state(synthetic_state_dict(config, seed=0, outliers=True)))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +44,7 @@ def test_dinov3_artifact_graphs_match_torch(frames, tmp_path):
     included, so the compensated blocks got the RoPE tables too), fp32.onnx with the float model."""
     torch.set_num_threads(2)
     rgbs, images = frames
-    model = dinov3_model(depth=1)
+    model = outlier_model(depth=1, arch="vits16")
     q, log = calibrate(model, images[:12], rgbs[:12], CalibrationConfig(qwt=True), progress=False)
     assert isinstance(q.blocks[0], CompensatedBlock) and len(log.losses) == 2
     quant = write_artifact(tmp_path, q, model, {"method": "gplq", "arch": "vits16-d1", "trained": False}, SIZE, -1)
@@ -85,7 +77,7 @@ def test_dinov3_graphs_rotate_queries_and_keys(frames, tmp_path):
     """Two blocks, min-max: the cpu graph (ORT's MultiHeadAttention) and the standard-ONNX ones agree with torch;
     the RoPE is in the graphs: the same weights with the rotation left out (tables of no angle) differ."""
     rgbs, images = frames
-    model = dinov3_model(depth=2)
+    model = outlier_model(depth=2, arch="vits16")
     q, _ = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(method="minmax"), progress=False)
     write_artifact(tmp_path, q, model, {"method": "minmax", "arch": "vits16-d2", "trained": False}, SIZE, 0)
     x = images[20:21]
