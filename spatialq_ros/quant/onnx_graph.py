@@ -9,7 +9,8 @@ on every call, and MultiHeadAttention for attention). Only `cpu` leaves standard
 LayerNormalization and GELU are one op each (GELU as the opset-20 Gelu op: what torch.onnx.export writes and
 TensorRT 10 parses, and half the time of its Erf spelling in ORT); attention, GELU and residual adds are float.
 The input size is fixed at export: the interpolated position embedding (DINOv2) or the RoPE sin/cos tables
-(DINOv3) are constants. RoPE rotates the qkv Linear's float output (no quantizer on it), before attention.
+(DINOv3) are constants. RoPE rotates the qkv Linear's float output (no quantizer on it), before attention:
+in standard ONNX ops, or in the cpu graph with ORT's RotaryEmbedding kernel.
 """
 
 from __future__ import annotations
@@ -178,8 +179,7 @@ def build_graph(spec: GraphSpec, tensors: dict[str, np.ndarray], linears: dict[s
         qkv = b.linear(h, linears[pre + "attn.qkv"], pre + "qkv")
         if i == spec.facet_layer % spec.depth:
             facet = b.op("Slice", [qkv, b.ints([1 + r, 2 * c]), b.ints([t, 3 * c]), b.ints([1, 2])], "value_facet_s")
-        qkv = _rotate_qk(b, qkv, rope, t, heads, hd, pre)
-        x = _residual(b, x, _attention(b, qkv, t, heads, hd, pre), linears[pre + "attn.proj"],
+        x = _residual(b, x, _attention(b, qkv, rope, t, heads, hd, pre), linears[pre + "attn.proj"],
                       tensors[pre + "ls1.gamma"], pre + "proj", pre + "res1")
         h = _layernorm(b, x, tensors, pre + "norm2", spec.layer_norm_eps)
         if spec.ffn == "swiglu":
@@ -235,23 +235,27 @@ def _layer_scaled(lw: LinearWeights, gamma: np.ndarray) -> LinearWeights:
         float_weight=None if lw.float_weight is None else lw.float_weight * gamma[:, None])
 
 
-def _rope_tables(b: _Builder, sin: np.ndarray, cos: np.ndarray, t: int, hd: int) -> tuple[str, str]:
-    """The RoPE tables as constants for every token, (T, 1, 1, 2, head_dim / 2) to broadcast over q/k and the
-    heads of (1, T, 2, heads, 2, head_dim / 2): the prefix tokens (CLS, registers) get cos 1 and sin 0, i.e. no
-    rotation. The sin table carries the sign of x cos + [-x2, x1] sin, so the graph only swaps the halves."""
+def _rope_tables(b: _Builder, sin: np.ndarray, cos: np.ndarray, t: int, hd: int) -> tuple[str, ...]:
+    """The RoPE tables as constants for every token; the prefix tokens (CLS, registers) get cos 1 and sin 0, i.e.
+    no rotation. DINOv3's tables repeat one (T, head_dim / 2) angle table over both halves. The cpu graph gets
+    that half table as ORT's RotaryEmbedding caches, with position ids 0..T-1. The others get (T, 1, 1, 2,
+    head_dim / 2) tables to broadcast over q/k and the heads of (1, T, 2, heads, 2, head_dim / 2); their sin
+    table carries the sign of x cos + [-x2, x1] sin, so the graph only swaps the halves."""
     prefix = t - len(sin)
     cos = np.concatenate([np.ones((prefix, hd), np.float32), cos.astype(np.float32)])
     sin = np.concatenate([np.zeros((prefix, hd), np.float32), sin.astype(np.float32)])
+    if b.kind == "cpu":
+        return (b.const(np.arange(t, dtype=np.int64)[None], "rope_positions"),
+                b.const(np.ascontiguousarray(cos[:, : hd // 2]), "rope_cos"),
+                b.const(np.ascontiguousarray(sin[:, : hd // 2]), "rope_sin"))
     sin = sin * np.repeat(np.array([-1.0, 1.0], np.float32), hd // 2)
     shape = (t, 1, 1, 2, hd // 2)
     return b.const(sin.reshape(shape), "rope_sin"), b.const(cos.reshape(shape), "rope_cos")
 
 
-def _rotate_qk(b: _Builder, qkv: str, rope: tuple[str, str] | None, t: int, heads: int, hd: int, pre: str) -> str:
-    """RoPE on the q and k columns of the qkv Linear's (1, T, 3C) output, elementwise (halves swapped, two Mul,
-    one Add); the v columns pass as they are. Without RoPE (DINOv2) the qkv is returned untouched."""
-    if rope is None:
-        return qkv
+def _rotate_qk(b: _Builder, qkv: str, rope: tuple[str, ...], t: int, heads: int, hd: int, pre: str) -> str:
+    """RoPE on the q and k columns of the qkv Linear's (1, T, 3C) output in standard ONNX, elementwise (halves
+    swapped, two Mul, one Add); the v columns pass as they are."""
     sin, cos = rope
     c = heads * hd
     qk = b.op("Slice", [qkv, b.ints([0]), b.ints([2 * c]), b.ints([2])], pre + "qk")
@@ -265,15 +269,22 @@ def _rotate_qk(b: _Builder, qkv: str, rope: tuple[str, str] | None, t: int, head
     return b.op("Concat", [rotated, v], pre + "qkv_rope", axis=2)
 
 
-def _attention(b: _Builder, qkv: str, t: int, heads: int, hd: int, pre: str) -> str:
-    """Softmax attention on the qkv Linear's (1, T, 3C) output, whose columns are (3, heads, head_dim);
-    returns (1, T, C) in (heads, head_dim) order. The cpu graph hands it to ORT's MultiHeadAttention (which
-    scales by 1/sqrt(head_dim) itself): one kernel instead of the head reshapes, two MatMuls and the softmax.
-    The other graphs keep standard ONNX for TensorRT."""
+def _attention(b: _Builder, qkv: str, rope: tuple[str, ...] | None, t: int, heads: int, hd: int, pre: str) -> str:
+    """Softmax attention on the qkv Linear's (1, T, 3C) output, whose columns are (3, heads, head_dim), with
+    RoPE on q and k when `rope` is given; returns (1, T, C) in (heads, head_dim) order. The cpu graph hands it
+    to ORT's kernels: RotaryEmbedding on q and k (one op each where standard ONNX at opset 21 takes ten per
+    block), then MultiHeadAttention (which scales by 1/sqrt(head_dim) itself): one kernel instead of the head
+    reshapes, two MatMuls and the softmax. The other graphs keep standard ONNX for TensorRT."""
     c = heads * hd
     if b.kind == "cpu":
         q, k, v = b.op("Split", [qkv, b.ints([c, c, c])], pre + "qkv_split", n_out=3, axis=-1)
+        if rope is not None:
+            positions, cos, sin = rope
+            q, k = (b.op("RotaryEmbedding", [x, positions, cos, sin], pre + f"{name}_rope", domain="com.microsoft",
+                         num_heads=heads, interleaved=0) for x, name in ((q, "q"), (k, "k")))
         return b.op("MultiHeadAttention", [q, k, v], pre + "mha", domain="com.microsoft", num_heads=heads)
+    if rope is not None:
+        qkv = _rotate_qk(b, qkv, rope, t, heads, hd, pre)
     heads_view = b.op("Reshape", [qkv, b.ints([1, t, 3, heads, hd])], pre + "qkv_r")
     heads_view = b.op("Transpose", [heads_view], pre + "qkv_t", perm=[2, 0, 3, 1, 4])
     q, k, v = (b.op("Gather", [heads_view, b.const(np.int64(j), "idx")], pre + "qkv_g", axis=0) for j in range(3))
