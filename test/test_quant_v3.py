@@ -74,8 +74,9 @@ def test_dinov3_artifact_graphs_match_torch(frames, tmp_path):
 
 
 def test_dinov3_graphs_rotate_queries_and_keys(frames, tmp_path):
-    """Two blocks, min-max: the cpu graph (ORT's MultiHeadAttention) and the standard-ONNX ones agree with torch;
-    the RoPE is in the graphs: the same weights with the rotation left out (tables of no angle) differ."""
+    """Two blocks, min-max: the cpu graph (ORT's RotaryEmbedding and MultiHeadAttention) and the standard-ONNX ones
+    agree with torch; the RoPE is in the graphs: the same weights with the rotation left out (tables of no angle)
+    differ."""
     rgbs, images = frames
     model = outlier_model(depth=2, arch="vits16")
     q, _ = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(method="minmax"), progress=False)
@@ -86,6 +87,9 @@ def test_dinov3_graphs_rotate_queries_and_keys(frames, tmp_path):
         ref_f = model.extract(x, facet_layer=0, facet="value")
         model.rope_embed.periods.fill_(float("inf"))  # every angle 0: no rotation
         unrotated = model.extract(x).patch_tokens[0].numpy()
+    for name in ONNX_FILES.values():  # ORT's RoPE kernel in the cpu graph only; TensorRT parses the others
+        rotary = sum(n.op_type == "RotaryEmbedding" for n in onnx.load(str(tmp_path / name)).graph.node)
+        assert rotary == (2 * 2 if name == "model_cpu.onnx" else 0), name
     for graph in ("qdq", "int4", "cpu"):
         out = OnnxEngine(tmp_path, graph).infer_normalized(x.numpy())
         assert relative(out.patch_tokens, ref_q.patch_tokens[0].numpy()) <= 1e-2, graph

@@ -1,8 +1,8 @@
 """The W4A8 artifact folder: quant.json, packed weights, and the ONNX deployables.
 
 Layout (see README): quant.json (method, bits, every scale, source and calibration fingerprints,
-versions), weights.safetensors (folded float tensors + 4-bit codes as int8 + per-channel scales + the float
-weight columns of massive-activation input channels),
+versions), weights.safetensors (folded float tensors + 4-bit codes packed two per byte, or int8 codes for the layers
+calibration gave 8 bits + per-channel scales + the float weight columns of massive-activation input channels),
 model.onnx (INT8 QDQ, 4-bit-valued weights: TensorRT's input), model_int4.onnx (weights stored as
 INT4), fp32.onnx (the unquantized source, same inputs and outputs).
 """
@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 from .. import __version__
 from ..backbone.pos_embed import interpolate_pos_embed
 from ..backbone.vit import DinoVisionTransformer
-from .fake_quant import INT4, codes
+from .fake_quant import codes, signed_range
 from .onnx_graph import GraphSpec, LinearWeights, build_graph
 from .pack import pack_int4
 from .placement import linear_names
@@ -88,8 +88,9 @@ def linear_weights(model: DinoVisionTransformer) -> dict[str, LinearWeights]:
             if module.float_weight is not None:
                 float_part = {"float_channels": module.float_channels.numpy().astype(np.int64),
                               "float_weight": module.float_weight.detach().numpy().astype(np.float32)}
-            out[name] = LinearWeights(None, bias, codes(weight, scale[:, None], INT4).numpy(),
-                                      scale.numpy().astype(np.float32), float(module.act_scale.abs()), **float_part)
+            out[name] = LinearWeights(None, bias, codes(weight, scale[:, None], signed_range(module.weight_bits)).numpy(),
+                                      scale.numpy().astype(np.float32), float(module.act_scale.abs()),
+                                      weight_bits=module.weight_bits, **float_part)
         else:
             out[name] = LinearWeights(weight.numpy().astype(np.float32), bias)
     return out
@@ -129,7 +130,10 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
     packed = dict(tensors)
     act_scales = {}
     for name, lw in linears.items():
-        packed[f"{name}.qweight"] = pack_int4(lw.codes)  # (out * in + 1) // 2 bytes, row-major
+        if lw.weight_bits == 4:
+            packed[f"{name}.qweight"] = pack_int4(lw.codes)  # (out * in + 1) // 2 bytes, row-major
+        else:
+            packed[f"{name}.qweight8"] = lw.codes  # (out, in) int8
         packed[f"{name}.wscale"] = lw.weight_scale
         packed[f"{name}.bias"] = lw.bias
         if lw.float_channels is not None:
@@ -152,6 +156,7 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
         "qwt": any(isinstance(b, CompensatedBlock) for b in qmodel.blocks),
         "act_scales": act_scales,
         "weight_scales": {n: lw.weight_scale.tolist() for n, lw in linears.items()},
+        "layer_weight_bits": {n: lw.weight_bits for n, lw in linears.items()},
         "float_channels": {n: lw.float_channels.tolist() for n, lw in linears.items() if lw.float_channels is not None},
         "versions": {"spatialq_ros": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                      "python": platform.python_version()},

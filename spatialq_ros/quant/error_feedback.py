@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .fake_quant import INT4, INT8, fake_quant
+from .fake_quant import INT8, fake_quant, signed_range
 from .qlinear import QuantLinear
 
 
@@ -44,9 +44,10 @@ class InputHessian:
 
 
 @torch.no_grad()
-def round_with_feedback(weight: torch.Tensor, scale: torch.Tensor, hessian: torch.Tensor, damp: float = 0.01,
-                        block: int = 128) -> torch.Tensor:
-    """(out, in) weight, (out,) scale, (in, in) Hessian -> (out, in) weight on the INT4 grid."""
+def round_with_feedback(weight: torch.Tensor, scale: torch.Tensor, hessian: torch.Tensor, bits: int = 4,
+                        damp: float = 0.01, block: int = 128) -> torch.Tensor:
+    """(out, in) weight, (out,) scale, (in, in) Hessian -> (out, in) weight on the `bits`-bit grid."""
+    grid = signed_range(bits)
     w = weight.detach().double().clone()
     h = hessian.double().clone()
     dead = torch.diag(h) == 0
@@ -64,7 +65,7 @@ def round_with_feedback(weight: torch.Tensor, scale: torch.Tensor, hessian: torc
         wb, errors, hb = w[:, start:end].clone(), torch.zeros_like(w[:, start:end]), inverse[start:end, start:end]
         for j in range(end - start):
             column = wb[:, j]
-            q = torch.clamp(torch.round(column / s), *INT4) * s
+            q = torch.clamp(torch.round(column / s), *grid) * s
             out[:, start + j] = q
             error = (column - q) / hb[j, j]
             wb[:, j:] -= error[:, None] * hb[j, j:][None, :]
@@ -79,5 +80,5 @@ def quantize_with_feedback(layers: dict[str, QuantLinear], hessians: dict[str, t
     for name, layer in layers.items():
         weight = layer.inner.weight
         flat = weight.reshape(weight.shape[0], -1)
-        rounded = round_with_feedback(flat, layer.weight_scale, hessians[name])
+        rounded = round_with_feedback(flat, layer.weight_scale, hessians[name], layer.weight_bits)
         weight.copy_(rounded.reshape(weight.shape))

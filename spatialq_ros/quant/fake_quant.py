@@ -8,6 +8,11 @@ INT8 = (-128, 127)
 INT4 = (-8, 7)
 
 
+def signed_range(bits: int) -> tuple[int, int]:
+    """The codes of a symmetric signed grid of `bits` bits: INT4 for 4, INT8 for 8."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
 def round_ste(x: torch.Tensor) -> torch.Tensor:
     """Round forward, identity backward. torch.round is half-to-even, as ONNX QuantizeLinear."""
     return (torch.round(x) - x).detach() + x

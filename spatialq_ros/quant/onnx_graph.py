@@ -48,11 +48,12 @@ class GraphSpec:
 class LinearWeights:
     weight: np.ndarray | None  # float (out, in) for fp32
     bias: np.ndarray
-    codes: np.ndarray | None = None  # int8 (out, in), values in [-8, 7]
+    codes: np.ndarray | None = None  # int8 (out, in), values in [-8, 7] (4 bits) or [-128, 127] (8 bits)
     weight_scale: np.ndarray | None = None  # (out,)
     act_scale: float | None = None
     float_channels: np.ndarray | None = None  # int64 input channels that bypass the quantizers
     float_weight: np.ndarray | None = None  # (out, len(float_channels)) their float weight columns
+    weight_bits: int = 4
 
     @property
     def in_features(self) -> int:
@@ -114,7 +115,7 @@ class _Builder:
             q = self.op("QuantizeLinear", [x, scale, zero], f"{hint}.q")
             x = self.op("DequantizeLinear", [q, scale, zero], f"{hint}.dq")
             codes = lw.codes.T.astype(np.int8)  # (in, out): MatMul's B
-            if self.kind == "int4":
+            if self.kind == "int4" and lw.weight_bits == 4:
                 w_codes = self.int4(codes, f"{hint}.w4")
                 w_zero = self.int4(np.zeros(codes.shape[1], np.int8), f"{hint}.w4_zero")
             else:

@@ -1,19 +1,21 @@
-"""Per-output-channel scales for symmetric 4-bit weights."""
+"""Per-output-channel scales for symmetric 4-bit (or 8-bit) weights."""
 
 from __future__ import annotations
 
 import torch
 
-from .fake_quant import INT4
+from .fake_quant import signed_range
 
 MSE_GRID = torch.linspace(0.5, 1.0, 21)
 
 
-def weight_scales(weight: torch.Tensor, method: str = "mse", grid: torch.Tensor = MSE_GRID) -> torch.Tensor:
-    """(out, in) -> (out,). "minmax": max|w| / 7; "mse": the clipping of max|w| that minimises each
-    row's squared rounding error (outlier columns then cost less of the other weights' precision)."""
+def weight_scales(weight: torch.Tensor, method: str = "mse", grid: torch.Tensor = MSE_GRID, bits: int = 4
+                  ) -> torch.Tensor:
+    """(out, in) -> (out,). "minmax": max|w| / 7 (/ 127 at 8 bits); "mse": the clipping of max|w| that minimises
+    each row's squared rounding error (outlier columns then cost less of the other weights' precision)."""
+    codes = signed_range(bits)
     w = weight.detach().reshape(weight.shape[0], -1).float()
-    top = w.abs().amax(dim=1).clamp_min(1e-8) / INT4[1]
+    top = w.abs().amax(dim=1).clamp_min(1e-8) / codes[1]
     if method == "minmax":
         return top
     if method != "mse":
@@ -22,7 +24,7 @@ def weight_scales(weight: torch.Tensor, method: str = "mse", grid: torch.Tensor 
     best = top.clone()
     for ratio in grid:
         scale = top * ratio
-        q = torch.clamp(torch.round(w / scale[:, None]), *INT4) * scale[:, None]
+        q = torch.clamp(torch.round(w / scale[:, None]), *codes) * scale[:, None]
         err = (q - w).pow(2).sum(dim=1)
         better = err < best_err
         best_err = torch.where(better, err, best_err)

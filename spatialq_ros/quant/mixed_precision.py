@@ -1,0 +1,101 @@
+"""Which layers keep 8-bit weights: those whose 4-bit rounding costs the model's output the most per weight.
+
+A layer's own output error says little about what its error does downstream: the q and k of a sharp attention
+head turn a small weight error into a different attention pattern, while the error of a wide MLP averages out. So,
+one layer at a time, the 4-bit weights are swapped for the float ones and the change of the final patch tokens on
+a few calibration frames is measured (a measured HAWQ-style sensitivity). The layers that remove the most error
+per weight get 8 bits, up to a share of all quantized weights. Nothing here knows which model it faces.
+8-bit codes cost nothing in the cpu and QDQ graphs, whose weights are int8 already; only the int4 storage grows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from ..backbone.vit import DinoVisionTransformer
+from .qlinear import QuantLinear
+
+MIN_GAIN = 0.02  # a layer earns 8 bits only if float weights there remove 2 % of the probe error or more
+PROBE_FRAMES = 8
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    error: float  # the probe error with every layer at 4 bits: squared error of the final patch tokens / their
+    #               spread around their mean (not their norm, which a large shared offset would inflate)
+    gains: dict[str, float]  # layer -> share of that error removed by its float weights
+
+
+class _Probe:
+    """The final patch tokens of the student on the probe frames, from block `start` on, with the block inputs of
+    the all-4-bit student cached: a layer in block i only needs blocks i.. rerun."""
+
+    def __init__(self, student: DinoVisionTransformer, teacher: DinoVisionTransformer, images: torch.Tensor) -> None:
+        self.student = student
+        self.run = student.block_call(*student.grid(images))
+        self.first_patch = 1 + student.config.num_register_tokens
+        self.images = images
+        target = self._from(teacher, teacher.prepare_tokens(images), 0, teacher.block_call(*teacher.grid(images)))
+        self.target = target
+        self.spread = float((target - target.reshape(-1, target.shape[-1]).mean(dim=0)).pow(2).sum().clamp_min(1e-12))
+        self.inputs: list[torch.Tensor] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        x = self.student.prepare_tokens(self.images)
+        self.inputs = []
+        for block in self.student.blocks:
+            self.inputs.append(x)
+            x, _ = self.run(block, x)
+
+    def _from(self, model, x: torch.Tensor, start: int, run) -> torch.Tensor:
+        for block in model.blocks[start:]:
+            x, _ = run(block, x)
+        return model.norm(x)[:, self.first_patch:]
+
+    def error(self, layer_name: str | None = None) -> float:
+        """The probe error now; layer_name: only blocks from that layer's on are rerun (the rest are cached)."""
+        if layer_name is None or not layer_name.startswith("blocks."):
+            out = self._from(self.student, self.student.prepare_tokens(self.images), 0, self.run)
+        else:
+            start = int(layer_name.split(".")[1])
+            out = self._from(self.student, self.inputs[start], start, self.run)
+        return float((out - self.target).pow(2).sum()) / self.spread
+
+
+@torch.no_grad()
+def sensitivity(student: DinoVisionTransformer, teacher: DinoVisionTransformer, layers: dict[str, QuantLinear],
+                floats: dict[str, torch.Tensor], images: torch.Tensor, progress: bool = True,
+                step: Callable[[str, int, int], None] | None = None) -> Sensitivity:
+    """Each layer's gain from float weights, on `images` (the first PROBE_FRAMES are used); floats: every layer's
+    weight before rounding. The layers are left as they were."""
+    probe = _Probe(student, teacher, images[:PROBE_FRAMES])
+    base = probe.error()
+    gains = {}
+    for i, (name, layer) in enumerate(tqdm(layers.items(), desc="stage 2: 8-bit sensitivity", unit="layer",
+                                           disable=not progress)):
+        rounded, scale = layer.inner.weight.detach().clone(), layer.weight_scale
+        layer.inner.weight.copy_(floats[name])
+        layer.set_weight_scale(None)
+        gains[name] = (base - probe.error(name)) / max(base, 1e-12)
+        layer.inner.weight.copy_(rounded)
+        layer.set_weight_scale(scale)
+        if step:
+            step("stage 2: 8-bit sensitivity", i + 1, len(layers))
+    return Sensitivity(base, gains)
+
+
+def choose(gains: dict[str, float], sizes: dict[str, int], share: float, min_gain: float = MIN_GAIN) -> list[str]:
+    """The layers that get 8 bits: by gain per weight, each removing at least min_gain of the error, while their
+    weights stay within `share` of all (sizes: weights per layer)."""
+    budget = share * sum(sizes.values())
+    chosen, used = [], 0
+    for name in sorted(gains, key=lambda n: gains[n] / sizes[n], reverse=True):
+        if gains[name] >= min_gain and used + sizes[name] <= budget:
+            chosen.append(name)
+            used += sizes[name]
+    return chosen

@@ -1,0 +1,110 @@
+"""8-bit weights where measured sensitivity calls for them: the choice, the probe, and the layers through the artifact
+and every graph."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto
+from safetensors.numpy import load_file
+
+from checkpoint_helpers import outlier_model
+
+from spatialq_ros.quant.artifact import write_artifact
+from spatialq_ros.quant.fake_quant import INT4, INT8, codes
+from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
+from spatialq_ros.quant.mixed_precision import _Probe, choose, sensitivity
+from spatialq_ros.quant.qlinear import QuantLinear
+from spatialq_ros.runtime.onnx_engine import OnnxEngine
+from spatialq_ros.sim.bag import read_frames
+from spatialq_ros.sim.simulate import SimConfig, simulate
+
+SIZE = (112, 112)
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    from spatialq_ros.backbone.preprocess import preprocess
+
+    bag = tmp_path_factory.mktemp("mp") / "flight"
+    simulate(bag, SimConfig(frames=24, size=SIZE, seed=3), progress=False)
+    rgbs = [f.rgb for f in read_frames(bag)]
+    return rgbs, torch.from_numpy(np.concatenate([preprocess(r) for r in rgbs]))
+
+
+def quantized_layers(model) -> dict[str, QuantLinear]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+
+
+def test_choice_is_by_gain_per_weight_within_the_share():
+    gains = {"a": 0.5, "b": 0.3, "c": 0.01, "d": 0.2}
+    sizes = {"a": 100, "b": 10, "c": 1, "d": 50}
+    # per weight: b 0.03, c 0.01 (below the minimum gain), a 0.005, d 0.004; budget 0.4 x 161 = 64
+    assert choose(gains, sizes, 0.4) == ["b", "d"]
+    assert choose(gains, sizes, 1.0) == ["b", "a", "d"]
+    assert choose(gains, sizes, 0.0) == []
+
+
+def test_sensitivity_finds_the_layer_that_rounding_hurts_and_leaves_every_layer_as_it_was(frames):
+    torch.set_num_threads(2)
+    rgbs, images = frames
+    model = outlier_model(depth=2)
+    q, _ = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(error_feedback=False, w8_share=0), progress=False)
+    layers = quantized_layers(q)
+    floats = {n: m.inner.weight.detach().clone() for n, m in layers.items()}  # rounding to nearest keeps them float
+    spoiled = "blocks.1.mlp.fc1"
+    fair = sensitivity(q, model, layers, floats, images[:8], progress=False)
+    with torch.no_grad():
+        layers[spoiled].set_weight_scale(layers[spoiled].weight_scale * 4)  # a grid 4x too coarse
+    before = {n: (m.quantized_weight().clone(), m.weight_scale.clone()) for n, m in layers.items()}
+    found = sensitivity(q, model, layers, floats, images[:8], progress=False)
+    assert found.error > fair.error
+    jumps = {n: found.gains[n] - fair.gains[n] for n in layers}
+    assert max(jumps, key=jumps.get) == spoiled and found.gains[spoiled] > 0.2 > fair.gains[spoiled]
+    for n, m in layers.items():
+        assert torch.equal(m.quantized_weight(), before[n][0]) and torch.equal(m.weight_scale, before[n][1]), n
+
+
+def test_eight_bit_layers_lower_the_probe_error_and_go_through_the_artifact_and_every_graph(frames, tmp_path):
+    torch.set_num_threads(2)
+    rgbs, images = frames
+    model = outlier_model(depth=1)
+    q8, log = calibrate(model, images[:12], rgbs[:12], CalibrationConfig(w8_share=0.5), progress=False)
+    q4, log4 = calibrate(model, images[:12], rgbs[:12], CalibrationConfig(w8_share=0), progress=False)
+    layers = quantized_layers(q8)
+    assert log.eight_bit and not log4.eight_bit and log4.probe_error is None
+    sizes = {n: m.inner.weight.numel() for n, m in layers.items()}
+    assert sum(sizes[n] for n in log.eight_bit) <= 0.5 * sum(sizes.values())
+    with torch.no_grad():
+        assert _Probe(q8, model, images[:8]).error() < _Probe(q4, model, images[:8]).error()
+    for name, layer in layers.items():
+        wide = name in log.eight_bit
+        assert layer.weight_bits == (8 if wide else 4)
+        c = codes(layer.quantized_weight(), layer.weight_scale.reshape(-1, *[1] * (layer.weight.ndim - 1)),
+                  INT8 if wide else INT4)
+        assert torch.allclose(c.float() * layer.weight_scale.reshape(-1, *[1] * (layer.weight.ndim - 1)),
+                              layer.quantized_weight(), atol=1e-6)  # on its grid
+        assert (int(c.abs().max()) > 8) == wide  # 8-bit layers use the wider code range
+
+    quant = write_artifact(tmp_path, q8, model, {"method": "gplq", "arch": "vits14-d1", "trained": False}, SIZE, -1)
+    assert quant["layer_weight_bits"] == {n: 8 if n in log.eight_bit else 4 for n in layers}
+    stored = load_file(str(tmp_path / "weights.safetensors"))
+    for name in layers:
+        assert (f"{name}.qweight8" in stored) == (name in log.eight_bit) != (f"{name}.qweight" in stored)
+    int4_inits = onnx.load(str(tmp_path / "model_int4.onnx")).graph.initializer
+    int4_weights = {i.name.split(".w4")[0] for i in int4_inits if i.data_type == TensorProto.INT4 and ".w4_" in i.name}
+    hints = {"patch_embed.proj": "patch_embed", "blocks.0.attn.qkv": "blocks.0.qkv", "blocks.0.attn.proj": "blocks.0.proj",
+             "blocks.0.mlp.fc1": "blocks.0.fc1", "blocks.0.mlp.fc2": "blocks.0.fc2"}
+    assert int4_weights == {hints[n] for n in layers if n not in log.eight_bit}
+    x = images[20:21]
+    with torch.no_grad():  # in float64: float32 torch flips INT8 codes that sit on a rounding boundary (the report's floor)
+        ref = copy.deepcopy(q8).double().extract(x.double(), facet_layer=-1, facet="value")
+    for graph in ("qdq", "int4", "cpu"):
+        out = OnnxEngine(tmp_path, graph).infer_normalized(x.numpy())
+        for ours, want in ((out.patch_tokens, ref.patch_tokens), (out.value_facet, ref.facet)):
+            want = want[0].float().numpy()
+            assert np.linalg.norm(ours - want) / np.linalg.norm(want) <= 1e-3, graph
