@@ -85,7 +85,7 @@ def test_calibrating_on_images_scores_the_heads_that_need_no_ground_truth(bag, t
     (["--frames", "20"], "12 frames, fewer than the 36 asked"),
     (["--topic", "/nope"], "not an image topic"),
     (["--massive-factor", "1"], "massive factor 1: use 0"),
-    (["--w8-share", "1.5"], "w8 share 1.5: use a share of the weights from 0"),
+    (["--wide-share", "1.5"], "wide share 1.5: use a share of the weights from 0"),
 ])
 def test_bad_inputs(bag, tmp_path, capsys, args, message):
     out = tmp_path / "art"

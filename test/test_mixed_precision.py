@@ -1,4 +1,4 @@
-"""8-bit weights where measured sensitivity calls for them: the choice, the probe, and the layers through the artifact
+"""7-bit weights where measured sensitivity calls for them: the choice, the probe, and the layers through the artifact
 and every graph."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from safetensors.numpy import load_file
 from checkpoint_helpers import outlier_model
 
 from spatialq_ros.quant.artifact import write_artifact
-from spatialq_ros.quant.fake_quant import INT4, INT8, codes
+from spatialq_ros.quant.fake_quant import INT4, codes, signed_range
 from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
-from spatialq_ros.quant.mixed_precision import _Probe, choose, sensitivity
+from spatialq_ros.quant.mixed_precision import WIDE_BITS, _Probe, choose, sensitivity
 from spatialq_ros.quant.qlinear import QuantLinear
 from spatialq_ros.runtime.onnx_engine import OnnxEngine
 from spatialq_ros.sim.bag import read_frames
@@ -53,7 +53,7 @@ def test_sensitivity_finds_the_layer_that_rounding_hurts_and_leaves_every_layer_
     torch.set_num_threads(2)
     rgbs, images = frames
     model = outlier_model(depth=2)
-    q, _ = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(error_feedback=False, w8_share=0), progress=False)
+    q, _ = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(error_feedback=False, wide_share=0), progress=False)
     layers = quantized_layers(q)
     floats = {n: m.inner.weight.detach().clone() for n, m in layers.items()}  # rounding to nearest keeps them float
     spoiled = "blocks.1.mlp.fc1"
@@ -69,40 +69,44 @@ def test_sensitivity_finds_the_layer_that_rounding_hurts_and_leaves_every_layer_
         assert torch.equal(m.quantized_weight(), before[n][0]) and torch.equal(m.weight_scale, before[n][1]), n
 
 
-def test_eight_bit_layers_lower_the_probe_error_and_go_through_the_artifact_and_every_graph(frames, tmp_path):
+def test_wide_layers_lower_the_probe_error_and_go_through_the_artifact_and_every_graph(frames, tmp_path):
     torch.set_num_threads(2)
     rgbs, images = frames
     model = outlier_model(depth=1)
-    q8, log = calibrate(model, images[:12], rgbs[:12], CalibrationConfig(w8_share=0.5), progress=False)
-    q4, log4 = calibrate(model, images[:12], rgbs[:12], CalibrationConfig(w8_share=0), progress=False)
-    layers = quantized_layers(q8)
-    assert log.eight_bit and not log4.eight_bit and log4.probe_error is None
+    qw, log = calibrate(model, images[:12], rgbs[:12], CalibrationConfig(wide_share=0.5), progress=False)
+    q4, log4 = calibrate(model, images[:12], rgbs[:12], CalibrationConfig(wide_share=0), progress=False)
+    layers = quantized_layers(qw)
+    assert log.wide and not log4.wide and log4.probe_error is None
     sizes = {n: m.inner.weight.numel() for n, m in layers.items()}
-    assert sum(sizes[n] for n in log.eight_bit) <= 0.5 * sum(sizes.values())
+    assert sum(sizes[n] for n in log.wide) <= 0.5 * sum(sizes.values())
     with torch.no_grad():
-        assert _Probe(q8, model, images[:8]).error() < _Probe(q4, model, images[:8]).error()
+        assert _Probe(qw, model, images[:8]).error() < _Probe(q4, model, images[:8]).error()
     for name, layer in layers.items():
-        wide = name in log.eight_bit
-        assert layer.weight_bits == (8 if wide else 4)
+        wide = name in log.wide
+        assert layer.weight_bits == (WIDE_BITS if wide else 4)
         c = codes(layer.quantized_weight(), layer.weight_scale.reshape(-1, *[1] * (layer.weight.ndim - 1)),
-                  INT8 if wide else INT4)
+                  signed_range(WIDE_BITS) if wide else INT4)
         assert torch.allclose(c.float() * layer.weight_scale.reshape(-1, *[1] * (layer.weight.ndim - 1)),
                               layer.quantized_weight(), atol=1e-6)  # on its grid
-        assert (int(c.abs().max()) > 8) == wide  # 8-bit layers use the wider code range
+        assert (int(c.abs().max()) > 8) == wide  # wide layers use the wider code range
 
-    quant = write_artifact(tmp_path, q8, model, {"method": "gplq", "arch": "vits14-d1", "trained": False}, SIZE, -1)
-    assert quant["layer_weight_bits"] == {n: 8 if n in log.eight_bit else 4 for n in layers}
+    quant = write_artifact(tmp_path, qw, model, {"method": "gplq", "arch": "vits14-d1", "trained": False}, SIZE, -1)
+    assert quant["layer_weight_bits"] == {n: WIDE_BITS if n in log.wide else 4 for n in layers}
     stored = load_file(str(tmp_path / "weights.safetensors"))
     for name in layers:
-        assert (f"{name}.qweight8" in stored) == (name in log.eight_bit) != (f"{name}.qweight" in stored)
+        assert (f"{name}.qweight8" in stored) == (name in log.wide) != (f"{name}.qweight" in stored)
+        if name in log.wide:  # within [-64, 63]: no uint8 x int8 pair saturates int16 in x86 kernels without VNNI
+            assert stored[f"{name}.qweight8"].min() >= -64 and stored[f"{name}.qweight8"].max() <= 63
     int4_inits = onnx.load(str(tmp_path / "model_int4.onnx")).graph.initializer
-    int4_weights = {i.name.split(".w4")[0] for i in int4_inits if i.data_type == TensorProto.INT4 and ".w4_" in i.name}
+    int4_weights = {i.name.split(".w4")[0] for i in int4_inits
+                    if i.data_type == TensorProto.INT4 and ".w4_" in i.name}
     hints = {"patch_embed.proj": "patch_embed", "blocks.0.attn.qkv": "blocks.0.qkv", "blocks.0.attn.proj": "blocks.0.proj",
              "blocks.0.mlp.fc1": "blocks.0.fc1", "blocks.0.mlp.fc2": "blocks.0.fc2"}
-    assert int4_weights == {hints[n] for n in layers if n not in log.eight_bit}
+    assert int4_weights == {hints[n] for n in layers if n not in log.wide}
     x = images[20:21]
-    with torch.no_grad():  # in float64: float32 torch flips INT8 codes that sit on a rounding boundary (the report's floor)
-        ref = copy.deepcopy(q8).double().extract(x.double(), facet_layer=-1, facet="value")
+    # in float64: float32 torch flips INT8 codes that sit on a rounding boundary (the report's floor)
+    with torch.no_grad():
+        ref = copy.deepcopy(qw).double().extract(x.double(), facet_layer=-1, facet="value")
     for graph in ("qdq", "int4", "cpu"):
         out = OnnxEngine(tmp_path, graph).infer_normalized(x.numpy())
         for ours, want in ((out.patch_tokens, ref.patch_tokens), (out.value_facet, ref.facet)):

@@ -31,8 +31,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="gplq: input channels whose calibration max exceeds this x their layer's INT8 clipping "
                              "level (massive activations) bypass the quantizers in float; 0 quantizes every channel "
                              "(default 16)")
-    parser.add_argument("--w8-share", type=float, default=0.25,
-                        help="gplq: at most this share of the weights may get 8 bits instead of 4, given to the "
+    parser.add_argument("--wide-share", type=float, default=0.25,
+                        help="gplq: at most this share of the weights may get 7 bits instead of 4, given to the "
                              "layers whose 4-bit weights cost the output most per weight, measured on calibration "
                              "frames; 0 keeps every layer at 4 bits (default 0.25)")
     parser.add_argument("--device", choices=DEVICES, default="auto",
@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         raise SpatialqError("--frames must be >= 1 and --holdout >= 0")
     job = CalibrationJob(model=args.model, size=args.size, frames=args.frames, holdout=args.holdout,
                          method=args.method, qwt=args.qwt, rounding=args.rounding, alpha=args.alpha,
-                         massive_factor=args.massive_factor, w8_share=args.w8_share, facet_layer=args.facet_layer, out=args.out,
+                         massive_factor=args.massive_factor, wide_share=args.wide_share,
+                         facet_layer=args.facet_layer, out=args.out,
                          force=args.force, source=args.bag or args.images, topic=args.topic, device=args.device)
     job.check_output()
     frames, truth = read_calibration_frames(args.bag, args.images, args.topic, job)

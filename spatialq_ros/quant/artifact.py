@@ -2,7 +2,7 @@
 
 Layout (see README): quant.json (method, bits, every scale, source and calibration fingerprints,
 versions), weights.safetensors (folded float tensors + 4-bit codes packed two per byte, or int8 codes for the layers
-calibration gave 8 bits + per-channel scales + the float weight columns of massive-activation input channels),
+calibration gave 7 bits + per-channel scales + the float weight columns of massive-activation input channels),
 model.onnx (INT8 QDQ, 4-bit-valued weights: TensorRT's input), model_int4.onnx (weights stored as
 INT4), fp32.onnx (the unquantized source, same inputs and outputs).
 """
@@ -88,7 +88,8 @@ def linear_weights(model: DinoVisionTransformer) -> dict[str, LinearWeights]:
             if module.float_weight is not None:
                 float_part = {"float_channels": module.float_channels.numpy().astype(np.int64),
                               "float_weight": module.float_weight.detach().numpy().astype(np.float32)}
-            out[name] = LinearWeights(None, bias, codes(weight, scale[:, None], signed_range(module.weight_bits)).numpy(),
+            grid = signed_range(module.weight_bits)
+            out[name] = LinearWeights(None, bias, codes(weight, scale[:, None], grid).numpy(),
                                       scale.numpy().astype(np.float32), float(module.act_scale.abs()),
                                       weight_bits=module.weight_bits, **float_part)
         else:

@@ -4,7 +4,7 @@ gplq:   per layer, the folding strength and the float input channels that minimi
         (layer_search) -> fold post-LayerNorm ranges -> A8 scales from percentiles of the quantized
         channels, massive-activation input channels kept float too -> stage 1: one pass of LSQ activation
         QAT (weights FP32, optionally trained at a tiny LR) on a spatially weighted PCA feature-mimicking
-        loss -> stage 2: per-channel W4 (MSE scales, error-feedback rounding), then W8 for the layers whose
+        loss -> stage 2: per-channel W4 (MSE scales, error-feedback rounding), then 7-bit codes for the layers whose
         4-bit weights cost the final tokens most per weight (mixed_precision) -> optional QwT block compensation.
 minmax: A8 scales from the absolute max, W4 from each row's max; no folding, no training.
 """
@@ -25,7 +25,7 @@ from .device import exact_float32
 from .fake_quant import INT8
 from .fold import fold_post_layernorm
 from .layer_search import ALPHAS, LayerChoice, choose, clipping_level
-from .mixed_precision import choose as choose_8bit, sensitivity
+from .mixed_precision import WIDE_BITS, choose as choose_wide, sensitivity
 from .placement import get_module, linear_names, post_layernorm_pairs, wrap
 from .qwt import CompensatedBlock, fit_compensation
 from .spatial_weights import corner_map, spatial_weights
@@ -55,7 +55,7 @@ class CalibrationConfig:
     error_feedback: bool = True  # stage 2 rounds the 4-bit weights GPTQ-style (False: to nearest)
     massive_factor: float = 16.0  # input channels above this x the clipping level stay float (0: none)
     max_float_channels: int = 8  # per layer
-    w8_share: float = 0.25  # at most this share of the quantized weights at 8 bits, where measured to pay (0: none)
+    wide_share: float = 0.25  # at most this share of the quantized weights at 7 bits, where measured to pay (0: none)
 
 
 @dataclass
@@ -65,7 +65,7 @@ class CalibrationLog:
     float_channels: dict[str, list[int]]
     layer_choices: dict[str, dict] = field(default_factory=dict)  # what layer_search chose, per Linear
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, in order: where the time goes
-    eight_bit: dict[str, float] = field(default_factory=dict)  # layers given 8-bit weights -> share of error removed
+    wide: dict[str, float] = field(default_factory=dict)  # layers given 7-bit weights -> share of error removed
     probe_error: float | None = None  # the sensitivity probe's error with every layer at 4 bits
 
 
@@ -144,17 +144,17 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
             layer.set_weight_scale(weight_scales(layer.quantizable_weight(),
                                                  "mse" if config.method == "gplq" else "minmax"))
         floats = ({n: layer.inner.weight.detach().clone() for n, layer in layers.items()}
-                  if config.method == "gplq" and config.w8_share > 0 else {})
+                  if config.method == "gplq" and config.wide_share > 0 else {})
     if hessians:
         step("stage 2: error-feedback rounding", 0, 1)
         quantize_with_feedback(layers, hessians)
-    eight_bit, probe_error = {}, None
+    wide, probe_error = {}, None
     if floats:
         found = sensitivity(student, teacher, layers, floats, images, progress, step)
-        chosen = choose_8bit(found.gains, {n: layer.inner.weight.numel() for n, layer in layers.items()},
-                             config.w8_share)
+        chosen = choose_wide(found.gains, {n: layer.inner.weight.numel() for n, layer in layers.items()},
+                             config.wide_share)
         _widen({n: layers[n] for n in chosen}, floats, hessians)
-        eight_bit, probe_error = {n: round(found.gains[n], 4) for n in chosen}, found.error
+        wide, probe_error = {n: round(found.gains[n], 4) for n in chosen}, found.error
     clock.mark("stage 2")
     if config.method == "gplq" and config.qwt:
         _compensate(student, reference, images[: config.qwt_frames], progress, step)
@@ -165,16 +165,16 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
     return student, CalibrationLog(losses, {n: float(layer.act_scale.abs()) for n, layer in layers.items()},
                                    {n: layer.float_channels.tolist() for n, layer in layers.items()
                                     if layer.float_channels.numel()},
-                                   {n: c.as_dict() for n, c in choices.items()}, clock.seconds, eight_bit, probe_error)
+                                   {n: c.as_dict() for n, c in choices.items()}, clock.seconds, wide, probe_error)
 
 
 @torch.no_grad()
 def _widen(layers: dict, floats: dict[str, torch.Tensor], hessians: dict) -> None:
-    """These layers back to their float weights, then onto an 8-bit grid (MSE scales, error feedback when on)."""
+    """These layers back to their float weights, then onto the 7-bit grid (MSE scales, error feedback when on)."""
     for name, layer in layers.items():
         layer.inner.weight.copy_(floats[name])
-        layer.weight_bits = 8
-        layer.set_weight_scale(weight_scales(layer.quantizable_weight(), "mse", bits=8))
+        layer.weight_bits = WIDE_BITS
+        layer.set_weight_scale(weight_scales(layer.quantizable_weight(), "mse", bits=WIDE_BITS))
     if hessians:
         quantize_with_feedback(layers, {n: hessians[n] for n in layers})
 

@@ -40,7 +40,7 @@ class CalibrationJob:
     rounding: str = "feedback"  # stage 2: "feedback" (GPTQ-style) or "nearest"
     alpha: float | None = None  # post-LayerNorm folding strength; None: chosen per layer from its output error
     massive_factor: float = 16.0  # input channels above this x their layer's clipping level stay float (0: none)
-    w8_share: float = 0.25  # gplq: at most this share of the weights at 8 bits, where measured to pay (0: none)
+    wide_share: float = 0.25  # gplq: at most this share of the weights at 7 bits, where measured to pay (0: none)
     facet_layer: int = -1
     out: str = "artifact"
     force: bool = False
@@ -61,8 +61,8 @@ class CalibrationJob:
                                 "(chosen per layer)")
         if self.massive_factor != 0 and not 2 <= self.massive_factor < float("inf"):
             raise SpatialqError(f"massive factor {self.massive_factor:g}: use 0 (quantize every channel) or >= 2")
-        if not 0 <= self.w8_share <= 1:
-            raise SpatialqError(f"w8 share {self.w8_share:g}: use a share of the weights from 0 (all 4-bit) to 1")
+        if not 0 <= self.wide_share <= 1:
+            raise SpatialqError(f"wide share {self.wide_share:g}: use a share of the weights from 0 (all 4-bit) to 1")
         if Path(self.out).exists() and not self.force:
             raise SpatialqError(f"{self.out} already exists (use --force to replace it)")
 
@@ -105,7 +105,7 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
     cal, held = images[: job.frames], images[job.frames:]
     config = CalibrationConfig(method=job.method, alpha=job.alpha, qwt=job.qwt,
                                error_feedback=job.rounding == "feedback", massive_factor=job.massive_factor,
-                               w8_share=job.w8_share)
+                               wide_share=job.wide_share)
     t0 = time.perf_counter()
     qmodel, log = calibrate(model, cal, rgbs[: job.frames], config, progress=progress, on_step=on_step,
                             device=device)
@@ -118,7 +118,7 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
                             "source": job.source, "topic": job.topic, "seconds": round(seconds, 1),
                             "device": device.type, "device_name": hardware},
             "config": dict(config.__dict__), "layer_choices": log.layer_choices,
-            "eight_bit_layers": log.eight_bit, "sensitivity_probe_error": log.probe_error}
+            "wide_layers": log.wide, "sensitivity_probe_error": log.probe_error}
     out = Path(job.out)
     with atomic_dir(out, force=job.force) as tmp, exact_float32(device):
         quant = write_artifact(tmp, qmodel, model, meta, size, job.facet_layer)
@@ -230,7 +230,7 @@ def _markdown(report: dict, quant: dict, info, warning: str) -> str:
     floats = quant.get("float_channels", {})
     lines.append("- input channels kept float: " +
                  (", ".join(f"{name} {channels}" for name, channels in floats.items()) if floats else "none"))
-    lines += _eight_bit_markdown(quant)
+    lines += _wide_markdown(quant)
     lines += _choices_markdown(quant.get("layer_choices", {}))
     if "fidelity" in report:
         lines += ["", f"## Held-out fidelity vs FP32 ({report['holdout_frames']} frames)", "",
@@ -268,13 +268,13 @@ def _not_ahead_markdown(report: dict, ours: str) -> list[str]:
     return lines
 
 
-def _eight_bit_markdown(quant: dict) -> list[str]:
-    """Which layers calibration gave 8-bit weights, and what each removed of the probe error."""
+def _wide_markdown(quant: dict) -> list[str]:
+    """Which layers calibration gave 7-bit weights, and what each removed of the probe error."""
     if quant.get("sensitivity_probe_error") is None:
         return []
-    share = quant["config"]["w8_share"]
-    chosen = quant["eight_bit_layers"]
-    head = (f"- 8-bit weights: {len(chosen)} layer{'s' if len(chosen) != 1 else ''} (at most {share:.0%} of the "
+    share = quant["config"]["wide_share"]
+    chosen = quant["wide_layers"]
+    head = (f"- 7-bit weights: {len(chosen)} layer{'s' if len(chosen) != 1 else ''} (at most {share:.0%} of the "
             f"weights; a layer qualifies when its float weights remove >= 2 % of the all-4-bit error on the "
             f"sensitivity probe, {quant['sensitivity_probe_error']:.2e} relative)")
     return [head + (": " + ", ".join(f"{name} (-{gain:.0%})" for name, gain in chosen.items()) if chosen else "")]

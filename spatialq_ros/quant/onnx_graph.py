@@ -48,7 +48,7 @@ class GraphSpec:
 class LinearWeights:
     weight: np.ndarray | None  # float (out, in) for fp32
     bias: np.ndarray
-    codes: np.ndarray | None = None  # int8 (out, in), values in [-8, 7] (4 bits) or [-128, 127] (8 bits)
+    codes: np.ndarray | None = None  # int8 (out, in), values in [-8, 7] (4 bits) or [-64, 63] (7 bits)
     weight_scale: np.ndarray | None = None  # (out,)
     act_scale: float | None = None
     float_channels: np.ndarray | None = None  # int64 input channels that bypass the quantizers

@@ -1,4 +1,4 @@
-"""A Linear (or the patch-embedding conv) with an INT8 input quantizer and optional INT4 (or INT8) weights.
+"""A Linear (or the patch-embedding conv) with an INT8 input quantizer and optional INT4 (or 7-bit) weights.
 
 Stage 1 of GPLQ trains the input scale with float weights; stage 2 freezes it and quantizes the
 weights per output channel. Biases stay float, as in the deployed QDQ graph.
@@ -30,7 +30,7 @@ class QuantLinear(nn.Module):
         self.register_buffer("quantized_columns", torch.empty(0, device=device))
         self.float_weight: nn.Parameter | None = None
         self.quantize_input = True
-        self.weight_bits = 4  # 8 where calibration measured that 4 bits cost this layer too much
+        self.weight_bits = 4  # 7 where calibration measured that 4 bits cost this layer too much
 
     @property
     def weight(self) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Per-output-channel scales for symmetric 4-bit (or 8-bit) weights."""
+"""Per-output-channel scales for symmetric 4-bit (or wider) weights."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ MSE_GRID = torch.linspace(0.5, 1.0, 21)
 
 def weight_scales(weight: torch.Tensor, method: str = "mse", grid: torch.Tensor = MSE_GRID, bits: int = 4
                   ) -> torch.Tensor:
-    """(out, in) -> (out,). "minmax": max|w| / 7 (/ 127 at 8 bits); "mse": the clipping of max|w| that minimises
-    each row's squared rounding error (outlier columns then cost less of the other weights' precision)."""
+    """(out, in) -> (out,). "minmax": max|w| / the largest code (7 at 4 bits); "mse": the clipping of max|w| that
+    minimises each row's squared rounding error (outlier columns then cost less of the other weights' precision)."""
     codes = signed_range(bits)
     w = weight.detach().reshape(weight.shape[0], -1).float()
     top = w.abs().amax(dim=1).clamp_min(1e-8) / codes[1]
