@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -112,9 +113,11 @@ def test_massive_activation_channels_stay_float(frames):
 
 @pytest.mark.parametrize("depth, tolerance", [(1, 1e-3), (3, 2e-2)])
 def test_artifact_onnx_matches_torch(frames, tmp_path, depth, tolerance):
-    """One block agrees to 1e-4 (the graph computes what the fake-quant model computes); with depth,
+    """One block agrees to 1e-3 (the graph computes what the fake-quant model computes); with depth,
     activations that sit on a rounding boundary flip by one code in one engine and not the other, and
-    the random outlier model amplifies that: 1e-2 is reached at 3 blocks on random inputs, not on frames."""
+    the random outlier model amplifies that: 1e-2 is reached at 3 blocks on random inputs, not on frames.
+    The reference is the fake-quant model in float64: float32 torch flips such codes itself (the report's floor),
+    more often once the 7-bit layers make the first blocks' outputs finer."""
     torch.set_num_threads(2)
     rgbs, images = frames
     model = outlier_model(depth=depth)
@@ -128,12 +131,12 @@ def test_artifact_onnx_matches_torch(frames, tmp_path, depth, tolerance):
     assert json.loads((tmp_path / "quant.json").read_text())["fingerprint"] == quant["fingerprint"]
     x = images[20:21]
     with torch.no_grad():
-        ref_q = q.extract(x, facet_layer=-1, facet="value")
+        ref_q = copy.deepcopy(q).double().extract(x.double(), facet_layer=-1, facet="value")
         ref_f = model.extract(x, facet_layer=-1, facet="value")
     for graph in ("qdq", "int4", "cpu"):
         out = OnnxEngine(tmp_path, graph).infer_normalized(x.numpy())
         for ours, ref in ((out.patch_tokens, ref_q.patch_tokens), (out.value_facet, ref_q.facet)):
-            ref = ref[0].numpy()
+            ref = ref[0].float().numpy()
             assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) <= tolerance, graph
     fp = OnnxEngine(tmp_path, "fp32").infer_normalized(x.numpy())
     assert np.abs(fp.patch_tokens - ref_f.patch_tokens[0].numpy()).max() < 1e-4

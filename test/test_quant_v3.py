@@ -3,6 +3,7 @@ ONNX graph computes what the torch model computes, on a non-square grid so that 
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -59,14 +60,14 @@ def test_dinov3_artifact_graphs_match_torch(frames, tmp_path):
         eps = {a.f for n in graph.node if n.op_type == "LayerNormalization" for a in n.attribute if a.name == "epsilon"}
         assert eps == {np.float32(1e-5)}, name
     x = images[20:21]
-    with torch.no_grad():
-        ref_q = q.extract(x, facet_layer=-1, facet="value")
+    with torch.no_grad():  # float64 twin: float32 torch flips codes on rounding boundaries itself (test_quant.py)
+        ref_q = copy.deepcopy(q).double().extract(x.double(), facet_layer=-1, facet="value")
         ref_f = model.extract(x, facet_layer=-1, facet="value")
     for graph in ("qdq", "int4", "cpu"):
         out = OnnxEngine(tmp_path, graph).infer_normalized(x.numpy())
         assert out.patch_tokens.shape == (3, 4, 384), graph
         for ours, ref in ((out.patch_tokens, ref_q.patch_tokens), (out.value_facet, ref_q.facet)):
-            assert relative(ours, ref[0].numpy()) <= 1e-3, graph
+            assert relative(ours, ref[0].float().numpy()) <= 1e-3, graph
     fp = OnnxEngine(tmp_path, "fp32").infer_normalized(x.numpy())
     assert relative(fp.patch_tokens, ref_f.patch_tokens[0].numpy()) < 1e-5
     assert relative(fp.cls_token, ref_f.cls_token[0].numpy()) < 1e-5
