@@ -17,7 +17,7 @@ from checkpoint_helpers import outlier_model
 from spatialq_ros.quant.artifact import write_artifact
 from spatialq_ros.quant.fake_quant import INT4, codes, signed_range
 from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
-from spatialq_ros.quant.mixed_precision import WIDE_BITS, _Probe, choose, sensitivity
+from spatialq_ros.quant.mixed_precision import WIDE_BITS, Probe, choose, sensitivity
 from spatialq_ros.quant.qlinear import QuantLinear
 from spatialq_ros.runtime.onnx_engine import OnnxEngine
 from spatialq_ros.sim.bag import read_frames
@@ -80,7 +80,7 @@ def test_wide_layers_lower_the_probe_error_and_go_through_the_artifact_and_every
     sizes = {n: m.inner.weight.numel() for n, m in layers.items()}
     assert sum(sizes[n] for n in log.wide) <= 0.5 * sum(sizes.values())
     with torch.no_grad():
-        assert _Probe(qw, model, images[:8]).error() < _Probe(q4, model, images[:8]).error()
+        assert Probe(qw, model, images[:8]).error() < Probe(q4, model, images[:8]).error()
     for name, layer in layers.items():
         wide = name in log.wide
         assert layer.weight_bits == (WIDE_BITS if wide else 4)

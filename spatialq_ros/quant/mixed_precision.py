@@ -36,25 +36,22 @@ class Sensitivity:
     gains: dict[str, float]  # layer -> share of that error removed by its float weights
 
 
-class _Probe:
-    """The final patch tokens of the student on the probe frames, from block `start` on, with the block inputs of
-    the all-4-bit student cached: a layer in block i only needs blocks i.. rerun."""
+class Probe:
+    """The student's final patch tokens on the probe frames against the teacher's. The block inputs of the student as
+    it is now are cached: after changing a layer in block i, only blocks i.. are rerun."""
 
     def __init__(self, student: DinoVisionTransformer, teacher: DinoVisionTransformer, images: torch.Tensor) -> None:
         self.student = student
         self.run = student.block_call(*student.grid(images))
         self.first_patch = 1 + student.config.num_register_tokens
         self.images = images
-        target = self._from(teacher, teacher.prepare_tokens(images), 0, teacher.block_call(*teacher.grid(images)))
-        self.target = target
-        self.spread = float((target - target.reshape(-1, target.shape[-1]).mean(dim=0)).pow(2).sum().clamp_min(1e-12))
-        self.inputs: list[torch.Tensor] = []
-        self.refresh()
-
-    def refresh(self) -> None:
-        x = self.student.prepare_tokens(self.images)
+        self.target = self._from(teacher, teacher.prepare_tokens(images), 0,
+                                 teacher.block_call(*teacher.grid(images)))
+        centred = self.target - self.target.reshape(-1, self.target.shape[-1]).mean(dim=0)
+        self.spread = float(centred.pow(2).sum().clamp_min(1e-12))
         self.inputs = []
-        for block in self.student.blocks:
+        x = student.prepare_tokens(images)
+        for block in student.blocks:
             self.inputs.append(x)
             x, _ = self.run(block, x)
 
@@ -79,7 +76,7 @@ def sensitivity(student: DinoVisionTransformer, teacher: DinoVisionTransformer, 
                 step: Callable[[str, int, int], None] | None = None) -> Sensitivity:
     """Each layer's gain from float weights, on `images` (the first PROBE_FRAMES are used); floats: every layer's
     weight before rounding. The layers are left as they were."""
-    probe = _Probe(student, teacher, images[:PROBE_FRAMES])
+    probe = Probe(student, teacher, images[:PROBE_FRAMES])
     base = probe.error()
     gains = {}
     for i, (name, layer) in enumerate(tqdm(layers.items(), desc="stage 2: 7-bit sensitivity", unit="layer",
