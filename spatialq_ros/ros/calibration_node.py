@@ -35,6 +35,8 @@ PARAMETERS = (
          choices=("feedback", "nearest")),
     Spec("massive_factor", 16.0, "gplq: input channels above this x their INT8 clipping level stay float (0: none)",
          (0.0, 1e6)),
+    Spec("wide_share", 0.25, "gplq: at most this share of the weights gets 7-bit codes, where measured to pay "
+         "(0: all 4-bit)", (0.0, 1.0)),
     Spec("device", "auto", "where calibration runs: auto (cuda when torch sees a GPU, else cpu), cpu or cuda",
          choices=DEVICES),
     Spec("out", "artifact", "artifact folder to write"),
@@ -67,7 +69,8 @@ class CalibrationNode(AutostartNode):
 
         self.job = CalibrationJob(model=p["model"] or None, size=p["size"], frames=p["frames"], holdout=p["holdout"],
                                   method=p["method"], qwt=p["qwt"], rounding=p["rounding"],
-                                  massive_factor=p["massive_factor"], device=p["device"], out=p["out"],
+                                  massive_factor=p["massive_factor"], wide_share=p["wide_share"],
+                                  device=p["device"], out=p["out"],
                                   force=p["force"], source=p["bag"] or self.resolve_topic_name("image"),
                                   topic=p["bag_topic"] or None)
         self.job.check_output()
