@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.numpy import save_file
 
 from spatialq_ros.backbone.archs import ARCHS, ViTConfig
-from spatialq_ros.backbone.checkpoint import to_torch_state
+from spatialq_ros.backbone.checkpoint import load_backbone, to_torch_state
 from spatialq_ros.backbone.synthetic import synthetic_state_dict
 from spatialq_ros.backbone.vit import DinoVisionTransformer
 
@@ -148,3 +149,14 @@ def outlier_model(depth: int, arch: str = "vits14") -> DinoVisionTransformer:
     model = DinoVisionTransformer(config)
     model.load_state_dict(to_torch_state(synthetic_state_dict(config, seed=0, outliers=True)))
     return model.eval()
+
+
+def assert_one_line_errors(folder: Path, problems: dict[str, str]) -> None:
+    """Loading each file of `folder` named in `problems` fails with one line naming the file and its problem."""
+    from spatialq_ros.errors import SpatialqError
+
+    for name, problem in problems.items():
+        with pytest.raises(SpatialqError) as err:
+            load_backbone(folder / name)
+        message = str(err.value)
+        assert name in message and problem in message and "\n" not in message, message
