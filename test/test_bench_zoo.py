@@ -20,12 +20,16 @@ def test_the_zoo_table_has_every_quantizer_per_model(tmp_path, capsys):
                  "--zoo-depth", "2", "--out", str(out)]) == 0
     report = json.loads((out / "zoo.json").read_text())
     scores = report["models"]["ln-outliers"]["scores"]
-    assert set(scores) == {"gplq", "minmax", "ort_dynamic", "ort_static"} and report["cpu"]
+    assert set(scores) == {"gplq", "minmax", "ort_dynamic", "ort_static", "a8_ceiling", "a10_ceiling"}
+    assert report["cpu"]
     for row in scores.values():  # each quantizer really ran: its own error, not the reference's
         assert 0 < row["patch_cosine"] < 1 and 0 <= row["nn_agreement"] <= 1
-    assert len({row["patch_cosine"] for row in scores.values()}) == 4
+    assert len({row["patch_cosine"] for row in scores.values()}) == 6
+    assert scores["a10_ceiling"]["patch_cosine"] > scores["a8_ceiling"]["patch_cosine"]
+    assert isinstance(report["models"]["ln-outliers"]["out_of_reach_at_a8"], list)
     md = (out / "zoo.md").read_text()
     assert "| ln-outliers | ORT static QDQ W8A8 |" in md and "--zoo ln-outliers" in md
+    assert "| ln-outliers | ceiling: A8 alone |" in md
 
 
 def test_an_unknown_zoo_member_is_one_line_before_any_work(tmp_path, capsys):

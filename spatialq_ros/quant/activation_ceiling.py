@@ -1,0 +1,38 @@
+"""The most a grid of activation codes leaves of a model's output, however its weights are rounded.
+
+Every quantized layer's input is rounded with one scale per input channel, taken from the very frames it runs
+on, and the weights stay float. That is finer than anything a calibration can deploy: per channel is what a
+perfect fold of the channel ranges into the weights gives, and a scale from the frames themselves never clips
+or wastes a code. So when a model's ceiling at 8 bits is below a target, no W4A8 calibration reaches that target
+on it; the bit-width at which the ceiling clears the target says what would.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+
+import torch
+from torch import nn
+
+from ..backbone.vit import DinoVisionTransformer
+from .placement import get_module, linear_names
+
+
+def ceiling_model(model: DinoVisionTransformer, bits: int) -> DinoVisionTransformer:
+    """A copy of `model` whose quantized layers see their inputs rounded to `bits`-bit codes per channel."""
+    if not 2 <= bits <= 16:
+        raise ValueError(f"activation bits {bits}: use 2 to 16")
+    rounded = copy.deepcopy(model)
+    for name in linear_names(rounded):
+        get_module(rounded, name).register_forward_pre_hook(partial(_round_per_channel, bits=bits))
+    return rounded
+
+
+def _round_per_channel(module: nn.Module, args: tuple, bits: int) -> tuple:
+    x = args[0]
+    channels_last = not isinstance(module, nn.Conv2d)
+    over = tuple(range(x.ndim - 1)) if channels_last else (0, *range(2, x.ndim))
+    top = (1 << (bits - 1)) - 1
+    scale = x.abs().amax(dim=over, keepdim=True).clamp_min(1e-12) / top
+    return (torch.clamp(torch.round(x / scale), -top - 1, top) * scale, *args[1:])
