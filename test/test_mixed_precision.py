@@ -17,8 +17,9 @@ from checkpoint_helpers import outlier_model
 from spatialq_ros.quant.artifact import write_artifact
 from spatialq_ros.quant.fake_quant import INT4, codes, signed_range
 from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
-from spatialq_ros.quant.mixed_precision import WIDE_BITS, Probe, choose, sensitivity
+from spatialq_ros.quant.mixed_precision import MIN_GAIN, WIDE_BITS, Probe, choose, sensitivity, widen_where_it_pays
 from spatialq_ros.quant.qlinear import QuantLinear
+from spatialq_ros.quant.weight_scales import weight_scales
 from spatialq_ros.runtime.onnx_engine import OnnxEngine
 from spatialq_ros.sim.bag import read_frames
 from spatialq_ros.sim.simulate import SimConfig, simulate
@@ -43,10 +44,40 @@ def quantized_layers(model) -> dict[str, QuantLinear]:
 def test_choice_is_by_gain_per_weight_within_the_share():
     gains = {"a": 0.5, "b": 0.3, "c": 0.01, "d": 0.2}
     sizes = {"a": 100, "b": 10, "c": 1, "d": 50}
-    # per weight: b 0.03, c 0.01 (below the minimum gain), a 0.005, d 0.004; budget 0.4 x 161 = 64
-    assert choose(gains, sizes, 0.4) == ["b", "d"]
-    assert choose(gains, sizes, 1.0) == ["b", "a", "d"]
-    assert choose(gains, sizes, 0.0) == []
+    # per weight: b 0.03, c 0.01 (below the minimum gain), a 0.005, d 0.004
+    assert choose(gains, sizes, 64) == ["b", "d"]
+    assert choose(gains, sizes, 161) == ["b", "a", "d"]
+    assert choose(gains, sizes, 0) == []
+
+
+def test_widening_goes_in_rounds_until_no_layer_pays_and_stays_within_the_share(frames):
+    torch.set_num_threads(2)
+    rgbs, images = frames
+    model = outlier_model(depth=2)
+    q, _ = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(error_feedback=False, wide_share=0), progress=False)
+    layers = quantized_layers(q)
+    floats = {n: m.inner.weight.detach().clone() for n, m in layers.items()}
+    spoiled = ("blocks.0.mlp.fc1", "blocks.1.attn.qkv")
+    with torch.no_grad():
+        for name in spoiled:
+            layers[name].set_weight_scale(layers[name].weight_scale * 6)
+    rounds = []
+
+    def widen(chosen):
+        rounds.append(sorted(chosen))
+        for name, layer in chosen.items():
+            layer.inner.weight.copy_(floats[name])
+            layer.weight_bits = WIDE_BITS
+            layer.set_weight_scale(weight_scales(layer.quantizable_weight(), "mse", bits=WIDE_BITS))
+
+    sizes = {n: m.inner.weight.numel() for n, m in layers.items()}
+    found = widen_where_it_pays(q, model, layers, floats, images[:8], 0.5, widen, progress=False)
+    assert rounds and set(spoiled) <= set(found.gains) == {n for r in rounds for n in r}
+    assert len({n for r in rounds for n in r}) == sum(len(r) for r in rounds)  # no layer widened twice
+    assert sum(sizes[n] for n in found.gains) <= 0.5 * sum(sizes.values())
+    assert found.error_after < found.error and all(g >= MIN_GAIN for g in found.gains.values())
+    with torch.no_grad():  # the last round found nothing left worth widening within the budget, or the rounds ran out
+        assert found.error_after == pytest.approx(Probe(q, model, images[:8]).error(), rel=1e-6)
 
 
 def test_sensitivity_finds_the_layer_that_rounding_hurts_and_leaves_every_layer_as_it_was(frames):
@@ -76,7 +107,7 @@ def test_wide_layers_lower_the_probe_error_and_go_through_the_artifact_and_every
     qw, log = calibrate(model, images[:12], rgbs[:12], CalibrationConfig(wide_share=0.5), progress=False)
     q4, log4 = calibrate(model, images[:12], rgbs[:12], CalibrationConfig(wide_share=0), progress=False)
     layers = quantized_layers(qw)
-    assert log.wide and not log4.wide and log4.probe_error is None
+    assert log.wide and not log4.wide and log4.probe_error is None and log.probe_error[1] < log.probe_error[0]
     sizes = {n: m.inner.weight.numel() for n, m in layers.items()}
     assert sum(sizes[n] for n in log.wide) <= 0.5 * sum(sizes.values())
     with torch.no_grad():

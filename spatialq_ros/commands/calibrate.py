@@ -31,10 +31,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="gplq: input channels whose calibration max exceeds this x their layer's INT8 clipping "
                              "level (massive activations) bypass the quantizers in float; 0 quantizes every channel "
                              "(default 16)")
-    parser.add_argument("--wide-share", type=float, default=0.25,
+    parser.add_argument("--wide-share", type=float, default=0.5,
                         help="gplq: at most this share of the weights may get 7 bits instead of 4, given to the "
                              "layers whose 4-bit weights cost the output most per weight, measured on calibration "
-                             "frames; 0 keeps every layer at 4 bits (default 0.25)")
+                             "frames; 0 keeps every layer at 4 bits (default 0.5)")
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where calibration runs: auto = cuda when torch sees a GPU, else cpu; the artifact is "
                              "written from CPU copies either way (default auto)")

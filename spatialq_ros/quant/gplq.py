@@ -25,7 +25,7 @@ from .device import exact_float32
 from .fake_quant import INT8
 from .fold import fold_post_layernorm
 from .layer_search import ALPHAS, LayerChoice, choose, clipping_level
-from .mixed_precision import WIDE_BITS, choose as choose_wide, sensitivity
+from .mixed_precision import WIDE_BITS, widen_where_it_pays
 from .placement import get_module, linear_names, post_layernorm_pairs, wrap
 from .qwt import CompensatedBlock, fit_compensation
 from .spatial_weights import corner_map, spatial_weights
@@ -55,7 +55,7 @@ class CalibrationConfig:
     error_feedback: bool = True  # stage 2 rounds the 4-bit weights GPTQ-style (False: to nearest)
     massive_factor: float = 16.0  # input channels above this x the clipping level stay float (0: none)
     max_float_channels: int = 8  # per layer
-    wide_share: float = 0.25  # at most this share of the quantized weights at 7 bits, where measured to pay (0: none)
+    wide_share: float = 0.5  # at most this share of the quantized weights at 7 bits, where measured to pay (0: none)
 
 
 @dataclass
@@ -66,7 +66,7 @@ class CalibrationLog:
     layer_choices: dict[str, dict] = field(default_factory=dict)  # what layer_search chose, per Linear
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, in order: where the time goes
     wide: dict[str, float] = field(default_factory=dict)  # layers given 7-bit weights -> share of error removed
-    probe_error: float | None = None  # the sensitivity probe's error with every layer at 4 bits
+    probe_error: tuple[float, float] | None = None  # the sensitivity probe's error: every layer at 4 bits, and after
 
 
 class _StageClock:
@@ -148,13 +148,11 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
     if hessians:
         step("stage 2: error-feedback rounding", 0, 1)
         quantize_with_feedback(layers, hessians)
-    wide, probe_error = {}, None
+    wide, probe_errors = {}, None
     if floats:
-        found = sensitivity(student, teacher, layers, floats, images, progress, step)
-        chosen = choose_wide(found.gains, {n: layer.inner.weight.numel() for n, layer in layers.items()},
-                             config.wide_share)
-        _widen({n: layers[n] for n in chosen}, floats, hessians)
-        wide, probe_error = {n: round(found.gains[n], 4) for n in chosen}, found.error
+        found = widen_where_it_pays(student, teacher, layers, floats, images, config.wide_share,
+                                    lambda chosen: _widen(chosen, floats, hessians), progress, step)
+        wide, probe_errors = {n: round(g, 4) for n, g in found.gains.items()}, (found.error, found.error_after)
     clock.mark("stage 2")
     if config.method == "gplq" and config.qwt:
         _compensate(student, reference, images[: config.qwt_frames], progress, step)
@@ -165,7 +163,7 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
     return student, CalibrationLog(losses, {n: float(layer.act_scale.abs()) for n, layer in layers.items()},
                                    {n: layer.float_channels.tolist() for n, layer in layers.items()
                                     if layer.float_channels.numel()},
-                                   {n: c.as_dict() for n, c in choices.items()}, clock.seconds, wide, probe_error)
+                                   {n: c.as_dict() for n, c in choices.items()}, clock.seconds, wide, probe_errors)
 
 
 @torch.no_grad()

@@ -40,7 +40,7 @@ class CalibrationJob:
     rounding: str = "feedback"  # stage 2: "feedback" (GPTQ-style) or "nearest"
     alpha: float | None = None  # post-LayerNorm folding strength; None: chosen per layer from its output error
     massive_factor: float = 16.0  # input channels above this x their layer's clipping level stay float (0: none)
-    wide_share: float = 0.25  # gplq: at most this share of the weights at 7 bits, where measured to pay (0: none)
+    wide_share: float = 0.5  # gplq: at most this share of the weights at 7 bits, where measured to pay (0: none)
     facet_layer: int = -1
     out: str = "artifact"
     force: bool = False
@@ -118,7 +118,9 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
                             "source": job.source, "topic": job.topic, "seconds": round(seconds, 1),
                             "device": device.type, "device_name": hardware},
             "config": dict(config.__dict__), "layer_choices": log.layer_choices,
-            "wide_layers": log.wide, "sensitivity_probe_error": log.probe_error}
+            "wide_layers": log.wide,
+            "sensitivity_probe_error": log.probe_error[0] if log.probe_error else None,
+            "sensitivity_probe_error_after": log.probe_error[1] if log.probe_error else None}
     out = Path(job.out)
     with atomic_dir(out, force=job.force) as tmp, exact_float32(device):
         quant = write_artifact(tmp, qmodel, model, meta, size, job.facet_layer)
@@ -275,8 +277,9 @@ def _wide_markdown(quant: dict) -> list[str]:
     share = quant["config"]["wide_share"]
     chosen = quant["wide_layers"]
     head = (f"- 7-bit weights: {len(chosen)} layer{'s' if len(chosen) != 1 else ''} (at most {share:.0%} of the "
-            f"weights; a layer qualifies when its float weights remove >= 2 % of the all-4-bit error on the "
-            f"sensitivity probe, {quant['sensitivity_probe_error']:.2e} relative)")
+            f"weights; in rounds, a layer qualifies when its float weights remove >= 2 % of the error left on the "
+            f"sensitivity probe; probe error {quant['sensitivity_probe_error']:.2e} with every layer at 4 bits, "
+            f"{quant['sensitivity_probe_error_after']:.2e} after)")
     return [head + (": " + ", ".join(f"{name} (-{gain:.0%})" for name, gain in chosen.items()) if chosen else "")]
 
 

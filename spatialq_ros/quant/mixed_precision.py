@@ -5,7 +5,9 @@ A layer's own output error says little about what its error does downstream: the
 head turn a small weight error into a different attention pattern, while the error of a wide MLP averages out. So,
 one layer at a time, the 4-bit weights are swapped for the float ones and the change of the final patch tokens on
 a few calibration frames is measured (a measured HAWQ-style sensitivity). The layers that remove the most error
-per weight get 7 bits, up to a share of all quantized weights. Nothing here knows which model it faces.
+per weight get 7 bits, up to a share of all quantized weights. This goes in rounds: the 4-bit errors of all layers
+compound, so while the worst layers are at 4 bits every other one seems to matter little; once they are widened,
+the probe is run again and the next ones stand out. Nothing here knows which model it faces.
 Wider codes cost nothing in the cpu and QDQ graphs, whose weights are int8 already; only the int4 storage grows.
 
 7 bits, not 8: without VNNI (AVX2, AVX-512 before VNNI, SSE4.1) ONNX Runtime multiplies uint8 activations by int8
@@ -27,6 +29,7 @@ from .qlinear import QuantLinear
 WIDE_BITS = 7
 MIN_GAIN = 0.02  # a layer is widened only if float weights there remove 2 % of the probe error or more
 PROBE_FRAMES = 8
+MAX_ROUNDS = 6  # of probing and widening; a round that widens nothing ends them
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,13 @@ class Sensitivity:
     error: float  # the probe error with every layer at 4 bits: squared error of the final patch tokens / their
     #               spread around their mean (not their norm, which a large shared offset would inflate)
     gains: dict[str, float]  # layer -> share of that error removed by its float weights
+
+
+@dataclass(frozen=True)
+class Widening:
+    gains: dict[str, float]  # widened layer -> share of the probe error it removed in the round that chose it
+    error: float  # the probe error with every layer at 4 bits
+    error_after: float  # ... once the widened layers are at 7 bits
 
 
 class Probe:
@@ -73,14 +83,14 @@ class Probe:
 @torch.no_grad()
 def sensitivity(student: DinoVisionTransformer, teacher: DinoVisionTransformer, layers: dict[str, QuantLinear],
                 floats: dict[str, torch.Tensor], images: torch.Tensor, progress: bool = True,
-                step: Callable[[str, int, int], None] | None = None) -> Sensitivity:
+                step: Callable[[str, int, int], None] | None = None,
+                label: str = "stage 2: 7-bit sensitivity") -> Sensitivity:
     """Each layer's gain from float weights, on `images` (the first PROBE_FRAMES are used); floats: every layer's
     weight before rounding. The layers are left as they were."""
     probe = Probe(student, teacher, images[:PROBE_FRAMES])
     base = probe.error()
     gains = {}
-    for i, (name, layer) in enumerate(tqdm(layers.items(), desc="stage 2: 7-bit sensitivity", unit="layer",
-                                           disable=not progress)):
+    for i, (name, layer) in enumerate(tqdm(layers.items(), desc=label, unit="layer", disable=not progress)):
         rounded, scale = layer.inner.weight.detach().clone(), layer.weight_scale
         layer.inner.weight.copy_(floats[name])
         layer.set_weight_scale(None)
@@ -88,14 +98,41 @@ def sensitivity(student: DinoVisionTransformer, teacher: DinoVisionTransformer, 
         layer.inner.weight.copy_(rounded)
         layer.set_weight_scale(scale)
         if step:
-            step("stage 2: 7-bit sensitivity", i + 1, len(layers))
+            step(label, i + 1, len(layers))
     return Sensitivity(base, gains)
 
 
-def choose(gains: dict[str, float], sizes: dict[str, int], share: float, min_gain: float = MIN_GAIN) -> list[str]:
-    """The layers that get 7 bits: by gain per weight, each removing at least min_gain of the error, while their
-    weights stay within `share` of all (sizes: weights per layer)."""
+@torch.no_grad()
+def widen_where_it_pays(student: DinoVisionTransformer, teacher: DinoVisionTransformer,
+                        layers: dict[str, QuantLinear], floats: dict[str, torch.Tensor], images: torch.Tensor,
+                        share: float, widen: Callable[[dict[str, QuantLinear]], None], progress: bool = True,
+                        step: Callable[[str, int, int], None] | None = None) -> Widening:
+    """Rounds of sensitivity and choice over the layers still at 4 bits, `widen` putting each round's choice on 7
+    bits, until a round finds no layer worth it or the share of the weights is spent."""
+    sizes = {n: layer.inner.weight.numel() for n, layer in layers.items()}
     budget = share * sum(sizes.values())
+    gains: dict[str, float] = {}
+    first = last = None
+    for round_ in range(1, MAX_ROUNDS + 1):
+        narrow = {n: layer for n, layer in layers.items() if n not in gains}
+        found = sensitivity(student, teacher, narrow, floats, images, progress, step,
+                            f"stage 2: 7-bit sensitivity, round {round_}")
+        first = found.error if first is None else first
+        last = found.error
+        chosen = choose(found.gains, {n: sizes[n] for n in narrow}, budget - sum(sizes[n] for n in gains))
+        if not chosen:
+            break
+        widen({n: layers[n] for n in chosen})
+        gains.update({n: found.gains[n] for n in chosen})
+        last = None
+    if last is None:  # the rounds ran out after a widening: measure where it left the model
+        last = Probe(student, teacher, images[:PROBE_FRAMES]).error()
+    return Widening(gains, first, last)
+
+
+def choose(gains: dict[str, float], sizes: dict[str, int], budget: float, min_gain: float = MIN_GAIN) -> list[str]:
+    """The layers that get 7 bits: by gain per weight, each removing at least min_gain of the error, while their
+    weights stay within `budget` (sizes: weights per layer)."""
     chosen, used = [], 0
     for name in sorted(gains, key=lambda n: gains[n] / sizes[n], reverse=True):
         if gains[name] >= min_gain and used + sizes[name] <= budget:

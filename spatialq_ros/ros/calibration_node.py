@@ -35,7 +35,7 @@ PARAMETERS = (
          choices=("feedback", "nearest")),
     Spec("massive_factor", 16.0, "gplq: input channels above this x their INT8 clipping level stay float (0: none)",
          (0.0, 1e6)),
-    Spec("wide_share", 0.25, "gplq: at most this share of the weights gets 7-bit codes, where measured to pay "
+    Spec("wide_share", 0.5, "gplq: at most this share of the weights gets 7-bit codes, where measured to pay "
          "(0: all 4-bit)", (0.0, 1.0)),
     Spec("device", "auto", "where calibration runs: auto (cuda when torch sees a GPU, else cpu), cpu or cuda",
          choices=DEVICES),
