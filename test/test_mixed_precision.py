@@ -50,13 +50,28 @@ def test_choice_is_by_gain_per_weight_within_the_share():
     assert choose(gains, sizes, 0) == []
 
 
-def test_widening_goes_in_rounds_until_no_layer_pays_and_stays_within_the_share(frames):
+@pytest.fixture(scope="module")
+def at_4_bits(frames):
+    """A depth-2 model and its calibration at 4 bits rounded to nearest, none widened."""
     torch.set_num_threads(2)
     rgbs, images = frames
     model = outlier_model(depth=2)
     q, _ = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(error_feedback=False, wide_share=0), progress=False)
+    return model, q
+
+
+def fresh_copy(at_4_bits):
+    """The model, a copy of its calibration to change, its layers, and their float weights (rounding to nearest
+    keeps them float)."""
+    model, q = at_4_bits
+    q = copy.deepcopy(q)
     layers = quantized_layers(q)
-    floats = {n: m.inner.weight.detach().clone() for n, m in layers.items()}
+    return model, q, layers, {n: m.inner.weight.detach().clone() for n, m in layers.items()}
+
+
+def test_widening_goes_in_rounds_until_no_layer_pays_and_stays_within_the_share(frames, at_4_bits):
+    images = frames[1]
+    model, q, layers, floats = fresh_copy(at_4_bits)
     spoiled = ("blocks.0.mlp.fc1", "blocks.1.attn.qkv")
     with torch.no_grad():
         for name in spoiled:
@@ -80,13 +95,9 @@ def test_widening_goes_in_rounds_until_no_layer_pays_and_stays_within_the_share(
         assert found.error_after == pytest.approx(Probe(q, model, images[:8]).error(), rel=1e-6)
 
 
-def test_sensitivity_finds_the_layer_that_rounding_hurts_and_leaves_every_layer_as_it_was(frames):
-    torch.set_num_threads(2)
-    rgbs, images = frames
-    model = outlier_model(depth=2)
-    q, _ = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(error_feedback=False, wide_share=0), progress=False)
-    layers = quantized_layers(q)
-    floats = {n: m.inner.weight.detach().clone() for n, m in layers.items()}  # rounding to nearest keeps them float
+def test_sensitivity_finds_the_layer_that_rounding_hurts_and_leaves_every_layer_as_it_was(frames, at_4_bits):
+    images = frames[1]
+    model, q, layers, floats = fresh_copy(at_4_bits)
     spoiled = "blocks.1.mlp.fc1"
     fair = sensitivity(q, model, layers, floats, images[:8], progress=False)
     with torch.no_grad():

@@ -29,7 +29,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="hover measurement: a flight of twice this many frames, half hovering (0: skip)")
     parser.add_argument("--zoo", metavar="MODELS",
                         help="instead of timing: calibrate stress models (all, zoo, held-out or names) at the first "
-                             "size and tabulate GPLQ, min-max, ORT dynamic and ORT static QDQ: OUT/zoo.md")
+                             "size and tabulate GPLQ, min-max, ORT dynamic and ORT static QDQ, with each model's "
+                             "activation ceiling at 8 and 10 bits: OUT/zoo.md")
     parser.add_argument("--zoo-frames", type=int, default=32, help="zoo: calibration frames per model")
     parser.add_argument("--zoo-holdout", type=int, default=8, help="zoo: held-out frames the table scores")
     parser.add_argument("--zoo-depth", type=int, help="zoo: shorten every model to this many blocks (quick checks)")
