@@ -17,7 +17,8 @@ from checkpoint_helpers import outlier_model
 from spatialq_ros.quant.artifact import write_artifact
 from spatialq_ros.quant.fake_quant import INT4, codes, signed_range
 from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
-from spatialq_ros.quant.mixed_precision import MIN_GAIN, WIDE_BITS, Probe, choose, sensitivity, widen_where_it_pays
+from spatialq_ros.quant.mixed_precision import (MIN_GAIN, WIDE_BITS, Probe, choose, probe_frames, sensitivity,
+                                                widen_where_it_pays)
 from spatialq_ros.quant.qlinear import QuantLinear
 from spatialq_ros.quant.weight_scales import weight_scales
 from spatialq_ros.runtime.onnx_engine import OnnxEngine
@@ -48,6 +49,13 @@ def test_choice_is_by_gain_per_weight_within_the_share():
     assert choose(gains, sizes, 64) == ["b", "d"]
     assert choose(gains, sizes, 161) == ["b", "a", "d"]
     assert choose(gains, sizes, 0) == []
+
+
+def test_the_probe_holds_at_most_its_patches_and_at_least_two_frames():
+    model = outlier_model(depth=1)
+    for side, frames in ((112, 8), (224, 8), (448, 2), (896, 2)):
+        assert len(probe_frames(model, torch.zeros(10, 3, side, side))) == frames, side
+    assert len(probe_frames(model, torch.zeros(3, 3, 224, 224))) == 3  # fewer given: all of them
 
 
 @pytest.fixture(scope="module")

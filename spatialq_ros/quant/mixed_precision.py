@@ -29,6 +29,7 @@ from .qlinear import QuantLinear
 WIDE_BITS = 7
 MIN_GAIN = 0.02  # a layer is widened only if float weights there remove 2 % of the probe error or more
 PROBE_FRAMES = 8
+PROBE_TOKENS = 2048  # patches per probe at most: 8 frames at 224 px, 2 at 448 (a round's cost grows with them)
 MAX_ROUNDS = 6  # of probing and widening; a round that widens nothing ends them
 
 
@@ -80,14 +81,21 @@ class Probe:
         return float((out - self.target).pow(2).sum()) / self.spread
 
 
+def probe_frames(model: DinoVisionTransformer, images: torch.Tensor) -> torch.Tensor:
+    """The frames the probe runs on: PROBE_FRAMES, fewer where they would hold more than PROBE_TOKENS patches
+    (at least 2)."""
+    grid_h, grid_w = model.grid(images)
+    return images[: max(2, min(PROBE_FRAMES, PROBE_TOKENS // (grid_h * grid_w)))]
+
+
 @torch.no_grad()
 def sensitivity(student: DinoVisionTransformer, teacher: DinoVisionTransformer, layers: dict[str, QuantLinear],
                 floats: dict[str, torch.Tensor], images: torch.Tensor, progress: bool = True,
                 step: Callable[[str, int, int], None] | None = None,
                 label: str = "stage 2: 7-bit sensitivity") -> Sensitivity:
-    """Each layer's gain from float weights, on `images` (the first PROBE_FRAMES are used); floats: every layer's
+    """Each layer's gain from float weights, on the first of `images` (probe_frames); floats: every layer's
     weight before rounding. The layers are left as they were."""
-    probe = Probe(student, teacher, images[:PROBE_FRAMES])
+    probe = Probe(student, teacher, probe_frames(student, images))
     base = probe.error()
     gains = {}
     for i, (name, layer) in enumerate(tqdm(layers.items(), desc=label, unit="layer", disable=not progress)):
@@ -115,18 +123,21 @@ def widen_where_it_pays(student: DinoVisionTransformer, teacher: DinoVisionTrans
     first = last = None
     for round_ in range(1, MAX_ROUNDS + 1):
         narrow = {n: layer for n, layer in layers.items() if n not in gains}
+        left = budget - sum(sizes[n] for n in gains)
+        if round_ > 1 and all(sizes[n] > left for n in narrow):
+            break  # the share is spent: no layer left would fit, so no probe is needed to know
         found = sensitivity(student, teacher, narrow, floats, images, progress, step,
                             f"stage 2: 7-bit sensitivity, round {round_}")
         first = found.error if first is None else first
         last = found.error
-        chosen = choose(found.gains, {n: sizes[n] for n in narrow}, budget - sum(sizes[n] for n in gains))
+        chosen = choose(found.gains, {n: sizes[n] for n in narrow}, left)
         if not chosen:
             break
         widen({n: layers[n] for n in chosen})
         gains.update({n: found.gains[n] for n in chosen})
         last = None
     if last is None:  # the rounds ran out after a widening: measure where it left the model
-        last = Probe(student, teacher, images[:PROBE_FRAMES]).error()
+        last = Probe(student, teacher, probe_frames(student, images)).error()
     return Widening(gains, first, last)
 
 
