@@ -35,7 +35,8 @@ def test_bench_rows_table_and_plot(tmp_path, monkeypatch, capsys):
                                                                      or "w4a8" in r["engine"] else "fp32"], rel=0.01)
     by = {r["engine"]: r for r in rows}
     assert by["ort-fp32"]["cosine"] > 0.9999  # the same float model through another runtime
-    assert by["spatialq-w4a8-int4"]["model_mb"] < 0.6 * by["spatialq-w4a8-qdq"]["model_mb"]
+    # at most half the weights at 7 bits (stored INT8), the rest packed INT4: at most ~0.75 of the QDQ graph's
+    assert by["spatialq-w4a8-int4"]["model_mb"] < 0.8 * by["spatialq-w4a8-qdq"]["model_mb"]
     table = (out / "bench.md").read_text()
     assert f"CPU class: {cpu.describe()}." in table
     assert "UNTRAINED" in table and "spatialq-w4a8-cpu" in table and (out / "bench.png").exists()
