@@ -12,10 +12,10 @@ from __future__ import annotations
 import copy
 from functools import partial
 
-import torch
 from torch import nn
 
 from ..backbone.vit import DinoVisionTransformer
+from .fake_quant import fake_quant, signed_range
 from .placement import get_module, linear_names
 
 
@@ -31,8 +31,7 @@ def ceiling_model(model: DinoVisionTransformer, bits: int) -> DinoVisionTransfor
 
 def _round_per_channel(module: nn.Module, args: tuple, bits: int) -> tuple:
     x = args[0]
-    channels_last = not isinstance(module, nn.Conv2d)
-    over = tuple(range(x.ndim - 1)) if channels_last else (0, *range(2, x.ndim))
-    top = (1 << (bits - 1)) - 1
-    scale = x.abs().amax(dim=over, keepdim=True).clamp_min(1e-12) / top
-    return (torch.clamp(torch.round(x / scale), -top - 1, top) * scale, *args[1:])
+    over = (0, *range(2, x.ndim)) if isinstance(module, nn.Conv2d) else tuple(range(x.ndim - 1))
+    codes = signed_range(bits)
+    scale = x.abs().amax(dim=over, keepdim=True).clamp_min(1e-12) / codes[1]
+    return (fake_quant(x, scale, codes), *args[1:])

@@ -120,7 +120,7 @@ def widen_where_it_pays(student: DinoVisionTransformer, teacher: DinoVisionTrans
     sizes = {n: layer.inner.weight.numel() for n, layer in layers.items()}
     budget = share * sum(sizes.values())
     gains: dict[str, float] = {}
-    first = last = None
+    first = 0.0
     for round_ in range(1, MAX_ROUNDS + 1):
         narrow = {n: layer for n, layer in layers.items() if n not in gains}
         left = budget - sum(sizes[n] for n in gains)
@@ -128,17 +128,14 @@ def widen_where_it_pays(student: DinoVisionTransformer, teacher: DinoVisionTrans
             break  # the share is spent: no layer left would fit, so no probe is needed to know
         found = sensitivity(student, teacher, narrow, floats, images, progress, step,
                             f"stage 2: 7-bit sensitivity, round {round_}")
-        first = found.error if first is None else first
-        last = found.error
+        if round_ == 1:
+            first = found.error
         chosen = choose(found.gains, {n: sizes[n] for n in narrow}, left)
-        if not chosen:
-            break
+        if not chosen:  # this round's probe already measured the model as it stays
+            return Widening(gains, first, found.error)
         widen({n: layers[n] for n in chosen})
         gains.update({n: found.gains[n] for n in chosen})
-        last = None
-    if last is None:  # the rounds ran out after a widening: measure where it left the model
-        last = Probe(student, teacher, probe_frames(student, images)).error()
-    return Widening(gains, first, last)
+    return Widening(gains, first, Probe(student, teacher, probe_frames(student, images)).error())
 
 
 def choose(gains: dict[str, float], sizes: dict[str, int], budget: float, min_gain: float = MIN_GAIN) -> list[str]:
