@@ -25,7 +25,7 @@ from ..backbone.vit import DinoVisionTransformer
 from .device import exact_float32
 from .fake_quant import INT8
 from .fold import fold_post_layernorm
-from .layer_search import ALPHAS, MIGRATION_GAIN, LayerChoice, choose, clipping_level, fold_ratio
+from .layer_search import ALPHAS, LayerChoice, choose, clipping_level, fold_ratio
 from .mixed_precision import WIDE_BITS, widen_where_it_pays
 from .placement import get_module, linear_names, post_layernorm_pairs, smoothable_names, wrap
 from .qwt import CompensatedBlock, fit_compensation
@@ -189,8 +189,7 @@ def _search_layers(student, stats, config, progress) -> dict[str, LayerChoice]:
     names = [n for n in linear_names(student) if n != "patch_embed.proj"]
     return {name: choose(stats[name].row_sample(), get_module(student, name).weight.detach(),
                          stats[name].channel_max if name in folded | smoothable else None, config.act_percentile,
-                         max_float, folding if name in folded else ALPHAS, 0.5 if name in folded else 0.0,
-                         1.0 if name in folded else MIGRATION_GAIN)
+                         max_float, folding if name in folded else ALPHAS, 0.5 if name in folded else 0.0)
             for name in tqdm(names, desc="layer search", unit="layer", disable=not progress)}
 
 

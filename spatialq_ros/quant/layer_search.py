@@ -24,10 +24,6 @@ SEARCH_GRID = torch.linspace(0.5, 1.0, 6)  # weight clipping ratios tried per ca
 QUANTILE_VALUES = 1 << 18  # |x| values a candidate's clipping level is taken from
 SEARCH_ROWS = 1024  # calibration tokens each candidate is scored on
 MORE_CHANNELS_GAIN = 0.75  # a larger float side path is kept only when it cuts the error by 25 % or more
-# A migration away from the default is kept only when it cuts the error by 20 % or more: the layer's own output
-# error does not show what its migrated weight columns cost downstream (on a held-out zoo member, input smoothing
-# chosen for a 0.5 % lower error cost 0.002 of patch cosine).
-MIGRATION_GAIN = 0.8
 
 
 @dataclass(frozen=True)
@@ -78,18 +74,16 @@ def contribution_order(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
 
 @torch.no_grad()
 def choose(rows: torch.Tensor, weight: torch.Tensor, channel_max: torch.Tensor | None, percentile: float,
-           max_float_channels: int, alphas: tuple[float, ...] = ALPHAS, baseline_alpha: float | None = 0.5,
-           migration_gain: float = 1.0) -> LayerChoice:
+           max_float_channels: int, alphas: tuple[float, ...] = ALPHAS, baseline_alpha: float | None = 0.5
+           ) -> LayerChoice:
     """rows: (N, in) inputs of the layer as the unfolded model sees them; weight: (out, in) unfolded;
     channel_max: per-channel max |x| when the layer can take a migration (else None); alphas: the
-    strengths to try (one, when the user fixed it); baseline_alpha: the default the choice is compared with;
-    migration_gain: another strength must bring the error below this x the default strength's best."""
+    strengths to try (one, when the user fixed it); baseline_alpha: the default the choice is compared with."""
     rows, weight = rows[:SEARCH_ROWS].float(), weight.float()
     exact = rows @ weight.T
     alphas = alphas if channel_max is not None else (None,)
     counts = tuple(k for k in FLOAT_COUNTS if k <= max_float_channels)
     best: tuple[float, float | None, tuple[int, ...]] | None = None
-    at_default = None  # the best choice at the default strength
     baseline = None
     for alpha in alphas:
         x, w = _migrated(rows, weight, channel_max, alpha)
@@ -103,14 +97,8 @@ def choose(rows: torch.Tensor, weight: torch.Tensor, channel_max: torch.Tensor |
             if previous is not None and error > MORE_CHANNELS_GAIN * previous[0]:
                 continue  # not worth the wider float path
             previous = (error, k)
-            candidate = (error, alpha, tuple(int(c) for c in channels))
             if best is None or error < best[0] * (1.0 if k <= len(best[2]) else MORE_CHANNELS_GAIN):
-                best = candidate
-            if alpha == baseline_alpha and (at_default is None or error < at_default[0] * (
-                    1.0 if k <= len(at_default[2]) else MORE_CHANNELS_GAIN)):
-                at_default = candidate
-    if at_default is not None and best[0] > migration_gain * at_default[0]:
-        best = at_default
+                best = (error, alpha, tuple(int(c) for c in channels))
     if baseline is None:  # the user's one alpha is not the default
         x, w = _migrated(rows, weight, channel_max, baseline_alpha)
         baseline = output_error(x, w, torch.empty(0, dtype=torch.long), percentile, exact)
