@@ -45,21 +45,3 @@ def test_a_fixed_strength_and_no_float_budget_are_respected():
 def test_the_choice_is_deterministic():
     rows, weight, channel_max = layer(read_outliers_at=1.0, seed=3)
     assert choose(rows, weight, channel_max, 99.99, 8) == choose(rows.clone(), weight.clone(), channel_max, 99.99, 8)
-
-
-def test_a_layer_after_no_layernorm_migrates_when_it_pays_and_else_stays():
-    """The attention projection and the second FFN layer: their default is no migration (alpha 0)."""
-    rows, weight, channel_max = layer(read_outliers_at=1 / 25)
-    choice = choose(rows, weight, channel_max, 99.99, 0, baseline_alpha=0.0)
-    assert choice.alpha > 0 and choice.error < 0.5 * choice.baseline_error
-    g = torch.Generator().manual_seed(1)
-    flat = torch.randn(2048, 128, generator=g)  # equal ranges: migrating gains nothing
-    kept = choose(flat, weight, flat.abs().amax(dim=0), 99.99, 0, baseline_alpha=0.0)
-    assert kept.error <= kept.baseline_error * 1.05
-
-
-def test_the_default_is_scored_even_when_the_user_fixed_another_strength():
-    rows, weight, channel_max = layer(read_outliers_at=1 / 25)
-    fixed = choose(rows, weight, channel_max, 99.99, 0, alphas=(1.0,))
-    assert fixed.alpha == 1.0 and fixed.baseline_error == choose(rows, weight, channel_max, 99.99, 0,
-                                                                 alphas=(0.5,)).error

@@ -25,9 +25,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="stage 2 rounding of the 4-bit weights: with error feedback (GPTQ-style, default) "
                              "or to nearest")
     parser.add_argument("--alpha", type=float, default=None,
-                        help="post-LayerNorm folding strength for every layer that reads a LayerNorm, 0 to 1 (1 = "
-                             "RepQ); default: chosen per layer from its W4A8 output error on the calibration frames. "
-                             "The attention projection and the second FFN layer search their own input smoothing")
+                        help="post-LayerNorm folding strength for every layer, 0 to 1 (1 = RepQ); default: chosen "
+                             "per layer from its W4A8 output error on the calibration frames")
     parser.add_argument("--massive-factor", type=float, default=16.0,
                         help="gplq: input channels whose calibration max exceeds this x their layer's INT8 clipping "
                              "level (massive activations) bypass the quantizers in float; 0 quantizes every channel "

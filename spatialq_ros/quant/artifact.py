@@ -84,16 +84,14 @@ def linear_weights(model: DinoVisionTransformer) -> dict[str, LinearWeights]:
         if isinstance(module, QuantLinear) and module.weight_scale.numel():
             scale = module.weight_scale
             weight = module.quantizable_weight().detach().reshape(weight.shape)
-            extras = {}
-            if module.input_multiplier.numel():
-                extras["input_multiplier"] = module.input_multiplier.numpy().astype(np.float32)
+            float_part = {}
             if module.float_weight is not None:
-                extras.update(float_channels=module.float_channels.numpy().astype(np.int64),
-                                  float_weight=module.float_weight.detach().numpy().astype(np.float32))
+                float_part = {"float_channels": module.float_channels.numpy().astype(np.int64),
+                              "float_weight": module.float_weight.detach().numpy().astype(np.float32)}
             grid = signed_range(module.weight_bits)
             out[name] = LinearWeights(None, bias, codes(weight, scale[:, None], grid).numpy(),
                                       scale.numpy().astype(np.float32), float(module.act_scale.abs()),
-                                      weight_bits=module.weight_bits, **extras)
+                                      weight_bits=module.weight_bits, **float_part)
         else:
             out[name] = LinearWeights(weight.numpy().astype(np.float32), bias)
     return out
@@ -139,8 +137,6 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
             packed[f"{name}.qweight8"] = lw.codes  # (out, in) int8
         packed[f"{name}.wscale"] = lw.weight_scale
         packed[f"{name}.bias"] = lw.bias
-        if lw.input_multiplier is not None:
-            packed[f"{name}.input_multiplier"] = lw.input_multiplier
         if lw.float_channels is not None:
             packed[f"{name}.float_channels"] = lw.float_channels
             packed[f"{name}.float_weight"] = lw.float_weight
@@ -163,7 +159,6 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
         "weight_scales": {n: lw.weight_scale.tolist() for n, lw in linears.items()},
         "layer_weight_bits": {n: lw.weight_bits for n, lw in linears.items()},
         "float_channels": {n: lw.float_channels.tolist() for n, lw in linears.items() if lw.float_channels is not None},
-        "smoothed_inputs": [n for n, lw in linears.items() if lw.input_multiplier is not None],
         "versions": {"spatialq_ros": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                      "python": platform.python_version()},
     }

@@ -1,8 +1,7 @@
 """GPLQ calibration ("activations first, weights later") and the plain min-max baseline, one code path.
 
-gplq:   per layer, the migration strength and the float input channels that minimise its W4A8 output error
-        (layer_search) -> fold post-LayerNorm ranges, and multiply the inputs of the Linears that read no
-        LayerNorm (attention projection, second FFN layer) per channel -> A8 scales from percentiles of the quantized
+gplq:   per layer, the folding strength and the float input channels that minimise its W4A8 output error
+        (layer_search) -> fold post-LayerNorm ranges -> A8 scales from percentiles of the quantized
         channels, massive-activation input channels kept float too -> stage 1: one pass of LSQ activation
         QAT (weights FP32, optionally trained at a tiny LR) on a spatially weighted PCA feature-mimicking
         loss -> stage 2: per-channel W4 (MSE scales, error-feedback rounding), then 7-bit codes for the layers whose
@@ -25,9 +24,9 @@ from ..backbone.vit import DinoVisionTransformer
 from .device import exact_float32
 from .fake_quant import INT8
 from .fold import fold_post_layernorm
-from .layer_search import ALPHAS, LayerChoice, choose, clipping_level, fold_ratio
+from .layer_search import ALPHAS, LayerChoice, choose, clipping_level
 from .mixed_precision import WIDE_BITS, widen_where_it_pays
-from .placement import get_module, linear_names, post_layernorm_pairs, smoothable_names, wrap
+from .placement import get_module, linear_names, post_layernorm_pairs, wrap
 from .qwt import CompensatedBlock, fit_compensation
 from .spatial_weights import corner_map, spatial_weights
 from .error_feedback import InputHessian, quantize_with_feedback
@@ -126,8 +125,6 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
     reference = copy.deepcopy(student).eval()  # folded FP32: same function as the teacher
     layers = wrap(student)
     with torch.no_grad():
-        if config.method == "gplq":
-            _smooth_inputs(layers, stats, choices, smoothable_names(student))
         for name, layer in layers.items():
             if config.method == "gplq":
                 _place_input_quantizer(layer, stats[name], choices.get(name), config)
@@ -183,25 +180,13 @@ def _widen(layers: dict, floats: dict[str, torch.Tensor], hessians: dict) -> Non
 def _search_layers(student, stats, config, progress) -> dict[str, LayerChoice]:
     """layer_search's choice for every Linear of the blocks, from rows of its calibration input."""
     folded = {linear for _, linear in post_layernorm_pairs(student)}
-    smoothable = set(smoothable_names(student))
-    folding = ALPHAS if config.alpha is None else (config.alpha,)
+    alphas = ALPHAS if config.alpha is None else (config.alpha,)
     max_float = config.max_float_channels if config.float_search else 0
     names = [n for n in linear_names(student) if n != "patch_embed.proj"]
     return {name: choose(stats[name].row_sample(), get_module(student, name).weight.detach(),
-                         stats[name].channel_max if name in folded | smoothable else None, config.act_percentile,
-                         max_float, folding if name in folded else ALPHAS, 0.5 if name in folded else 0.0)
+                         stats[name].channel_max if name in folded else None, config.act_percentile, max_float,
+                         alphas)
             for name in tqdm(names, desc="layer search", unit="layer", disable=not progress)}
-
-
-def _smooth_inputs(layers: dict, stats: dict, choices: dict[str, LayerChoice], names: list[str]) -> None:
-    """The searched migration of the Linears that read no LayerNorm, as an input multiplier; their statistics
-    follow. A fixed --alpha is the LayerNorm fold's: these layers keep their own search."""
-    for name in names:
-        strength = choices[name].alpha if name in choices else None
-        if strength:  # None or 0: nothing to migrate
-            ratio = fold_ratio(stats[name].channel_max, strength)
-            layers[name].smooth_input(ratio)
-            stats[name] = stats[name].scaled(layers[name].input_multiplier)
 
 
 def _place_input_quantizer(layer, stats, choice: LayerChoice | None, config) -> None:

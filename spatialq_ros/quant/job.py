@@ -284,16 +284,12 @@ def _wide_markdown(quant: dict) -> list[str]:
 
 
 def _choices_markdown(choices: dict) -> list[str]:
-    """What the per-layer search chose, against the fixed default (alpha 0.5 into a LayerNorm, no migration
-    elsewhere, no float channels)."""
+    """What the per-layer search chose, against the fixed default (alpha 0.5, no float channels)."""
     if not choices:
         return []
     lines = ["", "## Per-layer choices (layer search on the calibration frames)", "",
              "Each Linear's W4A8 output error (relative, squared; weights rounded to nearest) with its chosen "
-             "migration strength alpha and float input channels, and with the fixed default. Alpha is folded into "
-             "the LayerNorm before qkv and the first FFN layer (default 0.5); the attention projection and the "
-             "second FFN layer have no LayerNorm, so theirs is a per-channel multiplier on their input in every "
-             "graph (default 0: none).", "",
+             "folding strength and float input channels, and with the fixed alpha 0.5 and none.", "",
              "| layer | alpha | float channels | output error | fixed default |", "| --- | --- | --- | --- | --- |"]
     for name, c in choices.items():
         alpha = "-" if c["alpha"] is None else f"{c['alpha']:g}"

@@ -28,11 +28,10 @@ MORE_CHANNELS_GAIN = 0.75  # a larger float side path is kept only when it cuts 
 
 @dataclass(frozen=True)
 class LayerChoice:
-    alpha: float | None  # migration strength: folded into the LayerNorm before, or an input multiplier (None: none)
+    alpha: float | None  # folding strength into the LayerNorm before (None: no LayerNorm to fold into)
     float_channels: tuple[int, ...]
     error: float  # relative squared output error of the choice, W4A8 (weights rounded to nearest)
-    baseline_error: float  # the same for the fixed default before: no float channels, alpha 0.5 into a LayerNorm
-    #                        and no migration elsewhere
+    baseline_error: float  # the same for alpha 0.5 and no float channels, the fixed default before
 
     def as_dict(self) -> dict:
         return {"alpha": self.alpha, "float_channels": list(self.float_channels), "error": round(self.error, 6),
@@ -74,11 +73,10 @@ def contribution_order(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor
 
 @torch.no_grad()
 def choose(rows: torch.Tensor, weight: torch.Tensor, channel_max: torch.Tensor | None, percentile: float,
-           max_float_channels: int, alphas: tuple[float, ...] = ALPHAS, baseline_alpha: float | None = 0.5
-           ) -> LayerChoice:
+           max_float_channels: int, alphas: tuple[float, ...] = ALPHAS) -> LayerChoice:
     """rows: (N, in) inputs of the layer as the unfolded model sees them; weight: (out, in) unfolded;
-    channel_max: per-channel max |x| when the layer can take a migration (else None); alphas: the
-    strengths to try (one, when the user fixed it); baseline_alpha: the default the choice is compared with."""
+    channel_max: per-channel max |x| when a LayerNorm before can absorb a fold (else None); alphas: the
+    strengths to try (one, when the user fixed it)."""
     rows, weight = rows[:SEARCH_ROWS].float(), weight.float()
     exact = rows @ weight.T
     alphas = alphas if channel_max is not None else (None,)
@@ -86,29 +84,18 @@ def choose(rows: torch.Tensor, weight: torch.Tensor, channel_max: torch.Tensor |
     best: tuple[float, float | None, tuple[int, ...]] | None = None
     baseline = None
     for alpha in alphas:
-        x, w = _migrated(rows, weight, channel_max, alpha)
+        r = fold_ratio(channel_max.float(), alpha) if alpha is not None else None
+        x, w = (rows / r, weight * r) if r is not None else (rows, weight)
         order = contribution_order(x, w)
         previous = None
         for k in counts:
             channels = order[:k]
             error = output_error(x, w, channels, percentile, exact)
-            if k == 0 and (alpha == baseline_alpha or alpha is None):
+            if alpha in (0.5, None) and k == 0:
                 baseline = error
             if previous is not None and error > MORE_CHANNELS_GAIN * previous[0]:
                 continue  # not worth the wider float path
             previous = (error, k)
             if best is None or error < best[0] * (1.0 if k <= len(best[2]) else MORE_CHANNELS_GAIN):
                 best = (error, alpha, tuple(int(c) for c in channels))
-    if baseline is None:  # the user's one alpha is not the default
-        x, w = _migrated(rows, weight, channel_max, baseline_alpha)
-        baseline = output_error(x, w, torch.empty(0, dtype=torch.long), percentile, exact)
     return LayerChoice(best[1], tuple(sorted(best[2])), best[0], baseline)
-
-
-def _migrated(rows: torch.Tensor, weight: torch.Tensor, channel_max: torch.Tensor | None, alpha: float | None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The layer's input and weight with the channel ranges migrated at strength alpha (None: as they are)."""
-    if alpha is None:
-        return rows, weight
-    r = fold_ratio(channel_max.float(), alpha)
-    return rows / r, weight * r

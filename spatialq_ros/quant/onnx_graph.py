@@ -54,7 +54,6 @@ class LinearWeights:
     float_channels: np.ndarray | None = None  # int64 input channels that bypass the quantizers
     float_weight: np.ndarray | None = None  # (out, len(float_channels)) their float weight columns
     weight_bits: int = 4
-    input_multiplier: np.ndarray | None = None  # (in,) float32: the input times this before anything else
 
     @property
     def in_features(self) -> int:
@@ -94,12 +93,9 @@ class _Builder:
     def linear(self, x: str, lw: LinearWeights, hint: str) -> str:
         """y = x W^T + b on (1, T, in). Computed on 2-D (T, in) so ORT fuses QDQ + MatMul + Add into
         one quantized Gemm without the 3-D reshape rewrite that breaks on int8 QDQ. Float input channels
-        (massive activations) add a small float MatMul of their own; a smoothed input, one Mul first."""
+        (massive activations) add a small float MatMul of their own."""
         out_dim = lw.bias.shape[0]
         x = self.op("Reshape", [x, self.ints([-1, lw.in_features])], f"{hint}.flat")
-        if lw.input_multiplier is not None:
-            x = self.op("Mul", [x, self.const(lw.input_multiplier.astype(np.float32), f"{hint}.smooth")],
-                        f"{hint}.smoothed")
         y = self.integer_linear(x, lw, hint) if self.kind == "cpu" else self.qdq_linear(x, lw, hint)
         if lw.float_channels is not None:
             picked = self.op("Gather", [x, self.const(lw.float_channels, f"{hint}.float_idx")], f"{hint}.float_in",

@@ -29,13 +29,6 @@ def post_layernorm_pairs(model: DinoVisionTransformer) -> list[tuple[str, str]]:
     return pairs
 
 
-def smoothable_names(model: DinoVisionTransformer) -> list[str]:
-    """The Linears of the blocks that read no LayerNorm (attention projection, second FFN layer): a migration
-    of their channel ranges has no norm to fold into, so it is a per-channel multiplier on their input."""
-    second_ffn = "mlp.w3" if model.config.ffn == "swiglu" else "mlp.fc2"
-    return [name for i in range(len(model.blocks)) for name in (f"blocks.{i}.attn.proj", f"blocks.{i}.{second_ffn}")]
-
-
 def get_module(model: nn.Module, name: str) -> nn.Module:
     return model.get_submodule(name)
 

@@ -8,10 +8,6 @@ trained ViTs reach thousands in one or two hidden units of a late MLP, only at t
 One per-tensor INT8 scale cannot hold them and the rest (clipping them erases those tokens; covering
 them leaves the other channels a handful of codes), so their weight columns move to a float side path
 and are zero in the quantized weight: their clipped codes then contribute nothing.
-
-A Linear that reads no LayerNorm (the attention projection, the second FFN layer) has no norm to fold its
-channel ranges into, so it may carry its own SmoothQuant migration: the input is multiplied per channel
-before the quantizer and the weight columns by the inverse (one Mul in the deployed graphs).
 """
 
 from __future__ import annotations
@@ -32,7 +28,6 @@ class QuantLinear(nn.Module):
         self.register_buffer("weight_scale", torch.empty(0, device=device))
         self.register_buffer("float_channels", torch.empty(0, dtype=torch.long, device=device))
         self.register_buffer("quantized_columns", torch.empty(0, device=device))
-        self.register_buffer("input_multiplier", torch.empty(0, device=device))
         self.float_weight: nn.Parameter | None = None
         self.quantize_input = True
         self.weight_bits = 4  # 7 where calibration measured that 4 bits cost this layer too much
@@ -54,19 +49,6 @@ class QuantLinear(nn.Module):
         with torch.no_grad():
             weight[:, self.float_channels] = 0.0
 
-    def smooth_input(self, ratio: torch.Tensor) -> None:
-        """Input channel c times 1 / ratio_c, weight column c times ratio_c: the float function is unchanged and
-        the quantizer sees equalised channel ranges. Before keep_float and the weight grid."""
-        if isinstance(self.inner, nn.Conv2d):
-            raise ValueError("input smoothing is for Linear layers")
-        if self.float_channels.numel() or self.weight_scale.numel():
-            raise ValueError("smooth the input before choosing float channels and weight scales")
-        weight = self.inner.weight
-        ratio = ratio.to(weight.device, weight.dtype)
-        self.input_multiplier = (1.0 / ratio).clone()
-        with torch.no_grad():
-            weight.mul_(ratio[None, :])
-
     def quantizable_weight(self) -> torch.Tensor:
         """The float weight the 4-bit grid applies to: float-channel columns held at zero."""
         w = self.inner.weight
@@ -83,12 +65,7 @@ class QuantLinear(nn.Module):
         shape = (-1,) + (1,) * (w.ndim - 1)
         return fake_quant(w, self.weight_scale.reshape(shape), signed_range(self.weight_bits))
 
-    def smoothed(self, x: torch.Tensor) -> torch.Tensor:
-        """The input as the quantizer and the float side path see it."""
-        return x * self.input_multiplier if self.input_multiplier.numel() else x
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.smoothed(x)
         raw = x
         if self.quantize_input:
             x = fake_quant(x, self.act_scale.abs().clamp_min(1e-8), INT8, lsq=self.training)

@@ -33,15 +33,6 @@ class InputStats:
             pick = torch.randperm(len(tokens), generator=generator, device=generator.device)[:ROWS_PER_BATCH]
             self.rows.append(tokens[pick.to(tokens.device)])
 
-    def scaled(self, multiplier: torch.Tensor) -> "InputStats":
-        """The statistics of x * multiplier (per channel), from the whole rows kept: |x| values sampled
-        without their channel cannot be rescaled, so the percentile samples are drawn from the scaled rows."""
-        rows = [r * multiplier for r in self.rows]
-        flat = torch.cat(rows).abs().reshape(-1)
-        step = max(1, flat.numel() // (SAMPLE_PER_BATCH * max(1, len(self.samples))))
-        channel_max = self.channel_max * multiplier
-        return InputStats(channel_max, [flat[::step]], float(channel_max.max()), rows)
-
     def row_sample(self) -> torch.Tensor:
         return torch.cat(self.rows)
 
