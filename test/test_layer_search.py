@@ -45,3 +45,12 @@ def test_a_fixed_strength_and_no_float_budget_are_respected():
 def test_the_choice_is_deterministic():
     rows, weight, channel_max = layer(read_outliers_at=1.0, seed=3)
     assert choose(rows, weight, channel_max, 99.99, 8) == choose(rows.clone(), weight.clone(), channel_max, 99.99, 8)
+
+
+def test_the_default_is_scored_even_when_the_user_fixed_another_strength():
+    """`spatialq calibrate --alpha 0.8` once failed here: the default's error was never measured."""
+    rows, weight, channel_max = layer(read_outliers_at=1 / 25)
+    fixed = choose(rows, weight, channel_max, 99.99, 0, alphas=(1.0,))
+    default = choose(rows, weight, channel_max, 99.99, 0, alphas=(0.5,))
+    assert fixed.alpha == 1.0 and fixed.baseline_error == default.error
+    assert fixed.as_dict()["baseline_error"] == round(default.error, 6)

@@ -84,8 +84,7 @@ def choose(rows: torch.Tensor, weight: torch.Tensor, channel_max: torch.Tensor |
     best: tuple[float, float | None, tuple[int, ...]] | None = None
     baseline = None
     for alpha in alphas:
-        r = fold_ratio(channel_max.float(), alpha) if alpha is not None else None
-        x, w = (rows / r, weight * r) if r is not None else (rows, weight)
+        x, w = _migrated(rows, weight, channel_max, alpha)
         order = contribution_order(x, w)
         previous = None
         for k in counts:
@@ -98,4 +97,16 @@ def choose(rows: torch.Tensor, weight: torch.Tensor, channel_max: torch.Tensor |
             previous = (error, k)
             if best is None or error < best[0] * (1.0 if k <= len(best[2]) else MORE_CHANNELS_GAIN):
                 best = (error, alpha, tuple(int(c) for c in channels))
+    if baseline is None:  # the user fixed a strength other than the default: score the default too
+        x, w = _migrated(rows, weight, channel_max, 0.5)
+        baseline = output_error(x, w, torch.empty(0, dtype=torch.long), percentile, exact)
     return LayerChoice(best[1], tuple(sorted(best[2])), best[0], baseline)
+
+
+def _migrated(rows: torch.Tensor, weight: torch.Tensor, channel_max: torch.Tensor | None, alpha: float | None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's input and weight with the channel ranges folded at strength alpha (None: as they are)."""
+    if alpha is None:
+        return rows, weight
+    r = fold_ratio(channel_max.float(), alpha)
+    return rows / r, weight * r
