@@ -24,6 +24,7 @@ SEARCH_GRID = torch.linspace(0.5, 1.0, 6)  # weight clipping ratios tried per ca
 QUANTILE_VALUES = 1 << 18  # |x| values a candidate's clipping level is taken from
 SEARCH_ROWS = 1024  # calibration tokens each candidate is scored on
 MORE_CHANNELS_GAIN = 0.75  # a larger float side path is kept only when it cuts the error by 25 % or more
+DEFAULT_ALPHA = 0.5  # the fixed folding strength before the search: each choice is reported against it
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class LayerChoice:
     alpha: float | None  # folding strength into the LayerNorm before (None: no LayerNorm to fold into)
     float_channels: tuple[int, ...]
     error: float  # relative squared output error of the choice, W4A8 (weights rounded to nearest)
-    baseline_error: float  # the same for alpha 0.5 and no float channels, the fixed default before
+    baseline_error: float  # the same for DEFAULT_ALPHA and no float channels, the fixed default before
 
     def as_dict(self) -> dict:
         return {"alpha": self.alpha, "float_channels": list(self.float_channels), "error": round(self.error, 6),
@@ -81,6 +82,7 @@ def choose(rows: torch.Tensor, weight: torch.Tensor, channel_max: torch.Tensor |
     exact = rows @ weight.T
     alphas = alphas if channel_max is not None else (None,)
     counts = tuple(k for k in FLOAT_COUNTS if k <= max_float_channels)
+    default = DEFAULT_ALPHA if channel_max is not None else None
     best: tuple[float, float | None, tuple[int, ...]] | None = None
     baseline = None
     for alpha in alphas:
@@ -90,7 +92,7 @@ def choose(rows: torch.Tensor, weight: torch.Tensor, channel_max: torch.Tensor |
         for k in counts:
             channels = order[:k]
             error = output_error(x, w, channels, percentile, exact)
-            if alpha in (0.5, None) and k == 0:
+            if alpha == default and k == 0:
                 baseline = error
             if previous is not None and error > MORE_CHANNELS_GAIN * previous[0]:
                 continue  # not worth the wider float path
@@ -98,8 +100,7 @@ def choose(rows: torch.Tensor, weight: torch.Tensor, channel_max: torch.Tensor |
             if best is None or error < best[0] * (1.0 if k <= len(best[2]) else MORE_CHANNELS_GAIN):
                 best = (error, alpha, tuple(int(c) for c in channels))
     if baseline is None:  # the user fixed a strength other than the default: score the default too
-        x, w = _migrated(rows, weight, channel_max, 0.5)
-        baseline = output_error(x, w, torch.empty(0, dtype=torch.long), percentile, exact)
+        baseline = output_error(*_migrated(rows, weight, channel_max, default), order[:0], percentile, exact)
     return LayerChoice(best[1], tuple(sorted(best[2])), best[0], baseline)
 
 
