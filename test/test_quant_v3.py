@@ -116,6 +116,8 @@ def test_calibrate_cli_on_an_official_dinov3_checkpoint(tmp_path, monkeypatch):
                  "--frames", "6", "--holdout", "2", "--qwt", "--out", str(out)]) == 0
     quant = json.loads((out / "quant.json").read_text())
     assert (quant["family"], quant["arch"], quant["qwt"]) == ("dinov3", "vits16-d2", True)
+    assert set(quant["rotated_heads"]) <= {0}  # block 1 holds the value facet: never rotated
+    assert "- head rotation (a Hadamard per head" in (out / "report.md").read_text()
     report = json.loads((out / "report.json").read_text())
     assert report["onnx_vs_torch_rel_error"] < 1e-2 and 0 < report["fidelity"]["gplq"]["patch_cosine"] <= 1
     rgb = np.zeros((100, 150, 3), np.uint8)

@@ -35,6 +35,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="gplq: at most this share of the weights may get 7 bits instead of 4, given to the "
                              "layers whose 4-bit weights cost the output most per weight, measured on calibration "
                              "frames; 0 keeps every layer at 4 bits (default 0.5)")
+    parser.add_argument("--head-rotation", choices=("search", "off"), default="search",
+                        help="gplq: rotate each head's output (a Hadamard folded into the value rows and the "
+                             "projection, nothing added to the graphs) in the blocks where that halves the projection's "
+                             "W4A8 error on the calibration frames (default search)")
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where calibration runs: auto = cuda when torch sees a GPU, else cpu; the artifact is "
                              "written from CPU copies either way (default auto)")
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     job = CalibrationJob(model=args.model, size=args.size, frames=args.frames, holdout=args.holdout,
                          method=args.method, qwt=args.qwt, rounding=args.rounding, alpha=args.alpha,
                          massive_factor=args.massive_factor, wide_share=args.wide_share,
+                         head_rotation=args.head_rotation == "search",
                          facet_layer=args.facet_layer, out=args.out,
                          force=args.force, source=args.bag or args.images, topic=args.topic, device=args.device)
     job.check_output()

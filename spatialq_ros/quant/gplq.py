@@ -1,7 +1,8 @@
 """GPLQ calibration ("activations first, weights later") and the plain min-max baseline, one code path.
 
-gplq:   per layer, the folding strength and the float input channels that minimise its W4A8 output error
-        (layer_search) -> fold post-LayerNorm ranges -> A8 scales from percentiles of the quantized
+gplq:   per block, a Hadamard rotation of the heads' outputs where it halves the projection's W4A8 output error
+        (head_rotation) -> per layer, the folding strength and the float input channels that minimise its W4A8
+        output error (layer_search) -> fold post-LayerNorm ranges -> A8 scales from percentiles of the quantized
         channels, massive-activation input channels kept float too -> stage 1: one pass of LSQ activation
         QAT (weights FP32, optionally trained at a tiny LR) on a spatially weighted PCA feature-mimicking
         loss -> stage 2: per-channel W4 (MSE scales, error-feedback rounding), then 7-bit codes for the layers whose
@@ -24,6 +25,7 @@ from ..backbone.vit import DinoVisionTransformer
 from .device import exact_float32
 from .fake_quant import INT8
 from .fold import fold_post_layernorm
+from .head_rotation import can_rotate, choose_rotations, rotate_head_outputs
 from .layer_search import ALPHAS, LayerChoice, choose, clipping_level
 from .mixed_precision import WIDE_BITS, widen_where_it_pays
 from .placement import get_module, linear_names, post_layernorm_pairs, wrap
@@ -56,6 +58,8 @@ class CalibrationConfig:
     massive_factor: float = 16.0  # input channels above this x the clipping level stay float (0: none)
     max_float_channels: int = 8  # per layer
     wide_share: float = 0.5  # at most this share of the quantized weights at 7 bits, where measured to pay (0: none)
+    head_rotation: bool = True  # rotate the heads' outputs in the blocks where it halves the projection's error
+    facet_layer: int = -1  # the block whose value facet the artifact outputs: never rotated
 
 
 @dataclass
@@ -67,6 +71,7 @@ class CalibrationLog:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, in order: where the time goes
     wide: dict[str, float] = field(default_factory=dict)  # layers given 7-bit weights -> share of error removed
     probe_error: tuple[float, float] | None = None  # the sensitivity probe's error: every layer at 4 bits, and after
+    rotated_heads: list[int] = field(default_factory=list)  # blocks whose heads' outputs were rotated
 
 
 class _StageClock:
@@ -115,6 +120,13 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
     step("statistics", 0, 1)
     stats = collect_input_stats(student, names, batches)
     choices: dict[str, LayerChoice] = {}
+    rotated: list[int] = []
+    if config.method == "gplq" and config.head_rotation and can_rotate(student):
+        rotated = choose_rotations(student, stats, config.act_percentile,
+                                   config.max_float_channels if config.float_search else 0, config.facet_layer)
+        if rotated:
+            rotate_head_outputs(student, rotated)
+            stats = collect_input_stats(student, names, batches)
     if config.method == "gplq":
         if config.alpha is None or config.float_search:
             choices = _search_layers(student, stats, config, progress)
@@ -163,7 +175,8 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
     return student, CalibrationLog(losses, {n: float(layer.act_scale.abs()) for n, layer in layers.items()},
                                    {n: layer.float_channels.tolist() for n, layer in layers.items()
                                     if layer.float_channels.numel()},
-                                   {n: c.as_dict() for n, c in choices.items()}, clock.seconds, wide, probe_errors)
+                                   {n: c.as_dict() for n, c in choices.items()}, clock.seconds, wide, probe_errors,
+                                   rotated)
 
 
 @torch.no_grad()

@@ -37,6 +37,8 @@ PARAMETERS = (
          (0.0, 1e6)),
     Spec("wide_share", 0.5, "gplq: at most this share of the weights gets 7-bit codes, where measured to pay "
          "(0: all 4-bit)", (0.0, 1.0)),
+    Spec("head_rotation", True, "gplq: rotate each head's output (a Hadamard folded into the weights) in the blocks "
+         "where that halves the projection's W4A8 error"),
     Spec("device", "auto", "where calibration runs: auto (cuda when torch sees a GPU, else cpu), cpu or cuda",
          choices=DEVICES),
     Spec("out", "artifact", "artifact folder to write"),
@@ -70,7 +72,7 @@ class CalibrationNode(AutostartNode):
         self.job = CalibrationJob(model=p["model"] or None, size=p["size"], frames=p["frames"], holdout=p["holdout"],
                                   method=p["method"], qwt=p["qwt"], rounding=p["rounding"],
                                   massive_factor=p["massive_factor"], wide_share=p["wide_share"],
-                                  device=p["device"], out=p["out"],
+                                  head_rotation=p["head_rotation"], device=p["device"], out=p["out"],
                                   force=p["force"], source=p["bag"] or self.resolve_topic_name("image"),
                                   topic=p["bag_topic"] or None)
         self.job.check_output()
