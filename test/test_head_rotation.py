@@ -5,31 +5,24 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 
 from checkpoint_helpers import outlier_model
+from frame_helpers import simulated_frames
 
 from spatialq_ros.quant.artifact import write_artifact
 from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
 from spatialq_ros.quant.head_rotation import choose_rotations, hadamard, rotate_head_outputs
 from spatialq_ros.quant.stats import collect_input_stats
 from spatialq_ros.runtime.onnx_engine import OnnxEngine
-from spatialq_ros.sim.bag import read_frames
-from spatialq_ros.sim.simulate import SimConfig, simulate
 
 SIZE = (112, 112)
 
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    from spatialq_ros.backbone.preprocess import preprocess
-
-    bag = tmp_path_factory.mktemp("rot") / "flight"
-    simulate(bag, SimConfig(frames=14, size=SIZE, seed=2), progress=False)
-    rgbs = [f.rgb for f in read_frames(bag)]
-    return rgbs, torch.from_numpy(np.concatenate([preprocess(r) for r in rgbs]))
+    return simulated_frames(tmp_path_factory.mktemp("rot"), 14, seed=2)
 
 
 def relative(ours: torch.Tensor, ref: torch.Tensor) -> float:

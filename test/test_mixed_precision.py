@@ -13,6 +13,7 @@ from onnx import TensorProto
 from safetensors.numpy import load_file
 
 from checkpoint_helpers import outlier_model
+from frame_helpers import simulated_frames
 
 from spatialq_ros.quant.artifact import write_artifact
 from spatialq_ros.quant.fake_quant import INT4, codes, signed_range
@@ -22,20 +23,13 @@ from spatialq_ros.quant.mixed_precision import (MIN_GAIN, WIDE_BITS, Probe, choo
 from spatialq_ros.quant.qlinear import QuantLinear
 from spatialq_ros.quant.weight_scales import weight_scales
 from spatialq_ros.runtime.onnx_engine import OnnxEngine
-from spatialq_ros.sim.bag import read_frames
-from spatialq_ros.sim.simulate import SimConfig, simulate
 
 SIZE = (112, 112)
 
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    from spatialq_ros.backbone.preprocess import preprocess
-
-    bag = tmp_path_factory.mktemp("mp") / "flight"
-    simulate(bag, SimConfig(frames=24, size=SIZE, seed=3), progress=False)
-    rgbs = [f.rgb for f in read_frames(bag)]
-    return rgbs, torch.from_numpy(np.concatenate([preprocess(r) for r in rgbs]))
+    return simulated_frames(tmp_path_factory.mktemp("mp"), 24, seed=3)
 
 
 def quantized_layers(model) -> dict[str, QuantLinear]:
