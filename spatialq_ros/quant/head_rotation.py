@@ -54,9 +54,9 @@ def rotate_head_outputs(model: DinoVisionTransformer, blocks: list[int]) -> None
     """Fold the head-wise rotation into these blocks' value rows and projection columns, in place."""
     c = model.config.embed_dim
     values = slice(2 * c, 3 * c)
+    rotation = head_rotation(model)
     for i in blocks:
         attn = model.blocks[i].attn
-        rotation = head_rotation(model)
         attn.qkv.weight[values] = rotation.T @ attn.qkv.weight[values]
         attn.qkv.bias[values] = attn.qkv.bias[values] @ rotation
         attn.proj.weight.copy_(attn.proj.weight @ rotation)
