@@ -65,7 +65,7 @@ def with_heavy_tailed_projection(depth: int):
 def test_the_search_rotates_where_it_pays_and_never_the_facet_block():
     model = with_heavy_tailed_projection(depth=2)
     names = [f"blocks.{i}.attn.proj" for i in range(2)]
-    stats = collect_input_stats(model, names, [torch.randn(4, 3, 56, 56)])
+    stats = collect_input_stats(model, names, [torch.randn(4, 3, 56, 56, generator=torch.Generator().manual_seed(1))])
     assert 0 in choose_rotations(model, stats, 99.99, 8, facet_layer=-1)
     assert choose_rotations(model, stats, 99.99, 8, facet_layer=0) in ([], [1])
 

@@ -25,7 +25,7 @@ from ..backbone.vit import DinoVisionTransformer
 from .device import exact_float32
 from .fake_quant import INT8
 from .fold import fold_post_layernorm
-from .head_rotation import can_rotate, choose_rotations, rotate_head_outputs
+from .head_rotation import choose_rotations, rotate_head_outputs
 from .layer_search import ALPHAS, LayerChoice, choose, clipping_level
 from .mixed_precision import WIDE_BITS, widen_where_it_pays
 from .placement import get_module, linear_names, post_layernorm_pairs, wrap
@@ -120,13 +120,12 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
     step("statistics", 0, 1)
     stats = collect_input_stats(student, names, batches)
     choices: dict[str, LayerChoice] = {}
-    rotated: list[int] = []
-    if config.method == "gplq" and config.head_rotation and can_rotate(student):
-        rotated = choose_rotations(student, stats, config.act_percentile,
-                                   config.max_float_channels if config.float_search else 0, config.facet_layer)
-        if rotated:
-            rotate_head_outputs(student, rotated)
-            stats = collect_input_stats(student, names, batches)
+    rotated = (choose_rotations(student, stats, config.act_percentile,
+                                config.max_float_channels if config.float_search else 0, config.facet_layer)
+               if config.method == "gplq" and config.head_rotation else [])
+    if rotated:
+        rotate_head_outputs(student, rotated)
+        stats = collect_input_stats(student, names, batches)
     if config.method == "gplq":
         if config.alpha is None or config.float_search:
             choices = _search_layers(student, stats, config, progress)
