@@ -6,7 +6,7 @@ Each member is written as an official-layout .pth, calibrated by `spatialq calib
 its held-out frames scored by the calibration report's own fidelity code (the static graph through the same
 GraphBackbone as the dynamic one). Targets (issue 11): GPLQ patch cosine >= 0.98, ahead of dynamic on patch
 cosine and ERQA, patch NN agreement >= 0.8. Beside them, each member's activation ceiling at 8 and 10 bits (float
-weights, per-channel scales from the held-out frames themselves): where the 8-bit ceiling is below a target, no
+weights, per-channel windows from the held-out frames themselves): where the 8-bit ceiling is below a target, no
 W4A8 calibration can meet it, and the table says so.
 """
 

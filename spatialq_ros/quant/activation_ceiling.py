@@ -1,9 +1,10 @@
 """The most a grid of activation codes leaves of a model's output, however its weights are rounded.
 
-Every quantized layer's input is rounded with one scale per input channel, taken from the very frames it runs
-on, and the weights stay float. That is finer than anything a calibration can deploy: per channel is what a
-perfect fold of the channel ranges into the weights gives, and a scale from the frames themselves never clips
-or wastes a code. So when a model's ceiling at 8 bits is below a target, no W4A8 calibration reaches that target
+Every quantized layer's input is rounded with one step per input channel, its 2^bits codes spread over that
+channel's own range (0 on the grid) on the very frames it runs on, and the weights stay float. That is finer than
+anything a calibration can deploy: per channel is what a perfect fold of the channel ranges into the weights
+gives, and a window from the frames themselves never clips or wastes a code (input_window places one per-tensor
+window; this places one per channel). So when a model's ceiling at 8 bits is below a target, no W4A8 calibration reaches that target
 on it; the bit-width at which the ceiling clears the target says what would.
 """
 
@@ -12,10 +13,10 @@ from __future__ import annotations
 import copy
 from functools import partial
 
+import torch
 from torch import nn
 
 from ..backbone.vit import DinoVisionTransformer
-from .fake_quant import fake_quant, signed_range
 from .placement import get_module, linear_names
 
 
@@ -32,6 +33,8 @@ def ceiling_model(model: DinoVisionTransformer, bits: int) -> DinoVisionTransfor
 def _round_per_channel(module: nn.Module, args: tuple, bits: int) -> tuple:
     x = args[0]
     over = (0, *range(2, x.ndim)) if isinstance(module, nn.Conv2d) else tuple(range(x.ndim - 1))
-    codes = signed_range(bits)
-    scale = x.abs().amax(dim=over, keepdim=True).clamp_min(1e-12) / codes[1]
-    return (fake_quant(x, scale, codes), *args[1:])
+    lower, upper = x.amin(dim=over, keepdim=True).clamp_max(0), x.amax(dim=over, keepdim=True).clamp_min(0)
+    steps = (1 << bits) - 1
+    step = (upper - lower).clamp_min(1e-12) / steps
+    low = torch.round(lower / step)
+    return (torch.clamp(torch.round(x / step), low, low + steps) * step, *args[1:])

@@ -91,7 +91,7 @@ def linear_weights(model: DinoVisionTransformer) -> dict[str, LinearWeights]:
             grid = signed_range(module.weight_bits)
             out[name] = LinearWeights(None, bias, codes(weight, scale[:, None], grid).numpy(),
                                       scale.numpy().astype(np.float32), float(module.act_scale.abs()),
-                                      weight_bits=module.weight_bits, **float_part)
+                                      weight_bits=module.weight_bits, act_low=module.act_low, **float_part)
         else:
             out[name] = LinearWeights(weight.numpy().astype(np.float32), bias)
     return out
@@ -129,7 +129,7 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
     tensors = float_tensors(qmodel)
     linears = linear_weights(qmodel)
     packed = dict(tensors)
-    act_scales = {}
+    act_scales, act_zero_points = {}, {}  # zero point: the uint8 code of 0.0 (128: a symmetric window)
     for name, lw in linears.items():
         if lw.weight_bits == 4:
             packed[f"{name}.qweight"] = pack_int4(lw.codes)  # (out * in + 1) // 2 bytes, row-major
@@ -141,6 +141,7 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
             packed[f"{name}.float_channels"] = lw.float_channels
             packed[f"{name}.float_weight"] = lw.float_weight
         act_scales[name] = lw.act_scale
+        act_zero_points[name] = -lw.act_low
     save_file(packed, str(folder / "weights.safetensors"))
     for kind, file in ONNX_FILES.items():
         onnx.save(export_onnx(fp32_model if kind == "fp32" else qmodel, size, facet_layer, kind), str(folder / file))
@@ -156,6 +157,7 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
         "facet_layer": facet_layer,
         "qwt": any(isinstance(b, CompensatedBlock) for b in qmodel.blocks),
         "act_scales": act_scales,
+        "act_zero_points": act_zero_points,
         "weight_scales": {n: lw.weight_scale.tolist() for n, lw in linears.items()},
         "layer_weight_bits": {n: lw.weight_bits for n, lw in linears.items()},
         "float_channels": {n: lw.float_channels.tolist() for n, lw in linears.items() if lw.float_channels is not None},

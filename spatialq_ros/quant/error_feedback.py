@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .fake_quant import INT8, fake_quant, signed_range
+from .fake_quant import fake_quant, signed_range
 from .qlinear import QuantLinear
 
 
@@ -28,7 +28,7 @@ class InputHessian:
     def _collect(self, module: QuantLinear, inputs) -> None:
         x = inputs[0].detach()
         if module.quantize_input:
-            x = fake_quant(x, module.act_scale.abs().clamp_min(1e-8), INT8)
+            x = fake_quant(x, module.act_scale.abs().clamp_min(1e-8), module.act_codes)
         if module.float_channels.numel():  # their columns stay zero: no error may be pushed onto them
             x = x.index_fill(-1, module.float_channels, 0.0)
         inner = module.inner

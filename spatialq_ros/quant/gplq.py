@@ -2,8 +2,9 @@
 
 gplq:   per block, a Hadamard rotation of the heads' outputs where it halves the projection's W4A8 output error
         (head_rotation) -> per layer, the folding strength and the float input channels that minimise its W4A8
-        output error (layer_search) -> fold post-LayerNorm ranges -> A8 scales from percentiles of the quantized
-        channels, massive-activation input channels kept float too -> stage 1: one pass of LSQ activation
+        output error (layer_search) -> fold post-LayerNorm ranges -> A8 windows from percentiles of the quantized
+        channels (input_window: the 256 codes go where the values are), massive-activation input channels kept
+        float too -> stage 1: one pass of LSQ activation
         QAT (weights FP32, optionally trained at a tiny LR) on a spatially weighted PCA feature-mimicking
         loss -> stage 2: per-channel W4 (MSE scales, error-feedback rounding), then 7-bit codes for the layers whose
         4-bit weights cost the final tokens most per weight (mixed_precision) -> optional QwT block compensation.
@@ -26,7 +27,8 @@ from .device import exact_float32
 from .fake_quant import INT8
 from .fold import fold_post_layernorm
 from .head_rotation import choose_rotations, rotate_head_outputs
-from .layer_search import ALPHAS, LayerChoice, choose, clipping_level
+from .input_window import clipping_level, input_window
+from .layer_search import ALPHAS, LayerChoice, choose, subsample
 from .mixed_precision import WIDE_BITS, widen_where_it_pays
 from .placement import get_module, linear_names, post_layernorm_pairs, wrap
 from .qwt import CompensatedBlock, fit_compensation
@@ -202,29 +204,32 @@ def _search_layers(student, stats, config, progress) -> dict[str, LayerChoice]:
 
 
 def _place_input_quantizer(layer, stats, choice: LayerChoice | None, config) -> None:
-    """The INT8 clipping level of a layer's quantized input channels, and the channels that go around it: the
-    search's choice, plus any massive-activation channel above massive_factor x the clipping level."""
-    top = stats.percentile(config.act_percentile)
+    """The INT8 window of a layer's quantized input channels (input_window), and the channels that go around it:
+    the search's choice, plus any massive-activation channel above massive_factor x the clipping level."""
+    values = stats.values()
     channels = torch.tensor(choice.float_channels if choice else (), dtype=torch.long, device="cpu")
     if isinstance(layer.inner, torch.nn.Linear):
         if len(channels):
-            top = _clipping_without(stats, channels, config.act_percentile)
+            values = _values_without(stats, channels)
         if config.massive_factor > 0:
-            massive = stats.massive_channels(top, config.massive_factor, config.max_float_channels)
+            massive = stats.massive_channels(clipping_level(values, config.act_percentile), config.massive_factor,
+                                             config.max_float_channels)
             extra = massive[~torch.isin(massive, channels)]
             if len(extra):
                 channels = torch.cat([channels, extra.cpu()])[: max(config.max_float_channels, len(channels))]
-                top = _clipping_without(stats, channels, config.act_percentile)
+                values = _values_without(stats, channels)
         if len(channels):
             layer.keep_float(torch.sort(channels).values)
-    layer.act_scale.fill_(max(top, 1e-6) / INT8[1])
+    step, layer.act_low = input_window(values, config.act_percentile)
+    layer.act_scale.fill_(step)
 
 
-def _clipping_without(stats, channels: torch.Tensor, percentile: float) -> float:
+def _values_without(stats, channels: torch.Tensor) -> torch.Tensor:
+    """Input values of the sampled rows, these channels left out."""
     rows = stats.row_sample()
     keep = torch.ones(rows.shape[1], dtype=torch.bool, device=rows.device)
     keep[channels.to(rows.device)] = False
-    return clipping_level(rows[:, keep], percentile)
+    return subsample(rows[:, keep])
 
 
 def _pca_basis(features: torch.Tensor, variance: float) -> tuple[torch.Tensor, torch.Tensor]:

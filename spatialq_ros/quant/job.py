@@ -236,7 +236,7 @@ def _markdown(report: dict, quant: dict, info, warning: str) -> str:
                  (", ".join(f"{name} {channels}" for name, channels in floats.items()) if floats else "none"))
     lines += _rotation_markdown(quant)
     lines += _wide_markdown(quant)
-    lines += _choices_markdown(quant.get("layer_choices", {}))
+    lines += _choices_markdown(quant.get("layer_choices", {}), quant.get("act_zero_points", {}))
     if "fidelity" in report:
         lines += ["", f"## Held-out fidelity vs FP32 ({report['holdout_frames']} frames)", "",
                   "| model | patch cosine | CLS cosine | patch NN agreement | ERQA 1.1 (feature PCA) | corners kept |",
@@ -298,17 +298,23 @@ def _wide_markdown(quant: dict) -> list[str]:
     return [head + (": " + ", ".join(f"{name} (-{gain:.0%})" for name, gain in chosen.items()) if chosen else "")]
 
 
-def _choices_markdown(choices: dict) -> list[str]:
-    """What the per-layer search chose, against the fixed default (alpha 0.5, no float channels)."""
+def _choices_markdown(choices: dict, zero_points: dict) -> list[str]:
+    """What the per-layer search chose, against the fixed default (alpha 0.5, no float channels), and where each
+    layer's 256 input codes sit."""
     if not choices:
         return []
     lines = ["", "## Per-layer choices (layer search on the calibration frames)", "",
              "Each Linear's W4A8 output error (relative, squared; weights rounded to nearest) with its chosen "
-             "folding strength and float input channels, and with the fixed alpha 0.5 and none.", "",
-             "| layer | alpha | float channels | output error | fixed default |", "| --- | --- | --- | --- | --- |"]
+             "folding strength and float input channels, and with the fixed alpha 0.5 and none. Input codes: the "
+             "layer's INT8 window, cut to where its inputs are ([-128, 127] for a symmetric input; a GELU output "
+             "starts near 0).", "",
+             "| layer | alpha | float channels | input codes | output error | fixed default |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for name, c in choices.items():
         alpha = "-" if c["alpha"] is None else f"{c['alpha']:g}"
-        lines.append(f"| {name} | {alpha} | {len(c['float_channels'])} | {c['error']:.2e} | {c['baseline_error']:.2e} |")
+        zero = zero_points.get(name, 128)
+        lines.append(f"| {name} | {alpha} | {len(c['float_channels'])} | [{-zero}, {255 - zero}] | {c['error']:.2e} | "
+                     f"{c['baseline_error']:.2e} |")
     return lines
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .fake_quant import INT4, INT8, fake_quant
+from .fake_quant import INT4, fake_quant
+from .input_window import input_window, window_codes
 from .weight_scales import weight_scales
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -49,22 +50,22 @@ def fold_ratio(channel_max: torch.Tensor, alpha: float) -> torch.Tensor:
 def output_error(rows: torch.Tensor, weight: torch.Tensor, float_channels: torch.Tensor, percentile: float,
                  exact: torch.Tensor) -> float:
     """Relative squared error of the W4A8 layer's output on `rows` against `exact`, its float output (which
-    folding does not change)."""
+    folding does not change). The input is rounded in the window a calibration would place (input_window)."""
     keep = torch.ones(weight.shape[1], dtype=torch.bool, device=weight.device)
     keep[float_channels] = False
     quantized_rows = rows[:, keep]
-    x = fake_quant(quantized_rows, clipping_level(quantized_rows, percentile) / INT8[1], INT8)
+    step, low = input_window(subsample(quantized_rows), percentile)
+    x = fake_quant(quantized_rows, step, window_codes(low))
     w = weight[:, keep]
     w = fake_quant(w, weight_scales(w, "mse", SEARCH_GRID)[:, None], INT4)
     approx = x @ w.T + rows[:, ~keep] @ weight[:, ~keep].T
     return float((approx - exact).pow(2).sum() / exact.pow(2).sum().clamp_min(1e-12))
 
 
-def clipping_level(rows: torch.Tensor, percentile: float) -> float:
-    """The INT8 clipping level of these inputs: a percentile of |x|, from an evenly strided subsample."""
-    flat = rows.abs().reshape(-1)
-    flat = flat[:: max(1, flat.numel() // QUANTILE_VALUES)]
-    return max(float(torch.quantile(flat.float(), percentile / 100.0)), 1e-6)
+def subsample(rows: torch.Tensor) -> torch.Tensor:
+    """At most about QUANTILE_VALUES of these values, evenly strided: what a clipping level is taken from."""
+    flat = rows.reshape(-1)
+    return flat[:: max(1, flat.numel() // QUANTILE_VALUES)]
 
 
 def contribution_order(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

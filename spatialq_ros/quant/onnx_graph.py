@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .input_window import SYMMETRIC_LOW
 from .pack import pack_int4
 
 OPSET = 21
@@ -54,6 +55,7 @@ class LinearWeights:
     float_channels: np.ndarray | None = None  # int64 input channels that bypass the quantizers
     float_weight: np.ndarray | None = None  # (out, len(float_channels)) their float weight columns
     weight_bits: int = 4
+    act_low: int = SYMMETRIC_LOW  # the input's lowest code: its codes are [act_low, act_low + 255] (input_window)
 
     @property
     def in_features(self) -> int:
@@ -109,9 +111,16 @@ class _Builder:
         """(T, in) -> (T, out): float MatMul (fp32) or the QDQ pattern TensorRT builds INT8 kernels from."""
         if self.kind == "fp32":
             w = self.const(lw.weight.T.astype(np.float32), f"{hint}.w")
+            bias = lw.bias
         else:
+            # A window that does not start at -128 is the symmetric one shifted by a whole number of steps: the
+            # input moves by that shift before QuantizeLinear (zero point 0, as TensorRT requires), and the bias
+            # takes back what the shift removed.
+            shift = (lw.act_low - SYMMETRIC_LOW) * np.float64(lw.act_scale)
             scale = self.const(np.float32(lw.act_scale), f"{hint}.a_scale")
             zero = self.const(np.int8(0), f"{hint}.a_zero")
+            if shift:
+                x = self.op("Sub", [x, self.const(np.float32(shift), f"{hint}.a_shift")], f"{hint}.shifted")
             q = self.op("QuantizeLinear", [x, scale, zero], f"{hint}.q")
             x = self.op("DequantizeLinear", [q, scale, zero], f"{hint}.dq")
             codes = lw.codes.T.astype(np.int8)  # (in, out): MatMul's B
@@ -123,15 +132,16 @@ class _Builder:
                 w_zero = self.const(np.zeros(codes.shape[1], np.int8), f"{hint}.w_zero")
             w_scale = self.const(lw.weight_scale.astype(np.float32), f"{hint}.w_scale")
             w = self.op("DequantizeLinear", [w_codes, w_scale, w_zero], f"{hint}.w", axis=1)
+            bias = lw.bias + shift * (lw.codes.astype(np.float64).sum(axis=1) * lw.weight_scale)
         y = self.op("MatMul", [x, w], f"{hint}.mm")
-        return self.op("Add", [y, self.const(lw.bias.astype(np.float32), f"{hint}.b")], f"{hint}.biased")
+        return self.op("Add", [y, self.const(bias.astype(np.float32), f"{hint}.b")], f"{hint}.biased")
 
     def integer_linear(self, x: str, lw: LinearWeights, hint: str) -> str:
         """Same numbers as the QDQ linear, spelled with ONNX Runtime's integer CPU kernels: x -> uint8 codes
-        (zero point 128 = the int8 code + 128) -> MatMulIntegerToFloat with the int8 weight codes, which
-        applies activation scale x per-channel weight scale and the bias in the same kernel."""
+        (zero point -act_low: 128 for the symmetric window) -> MatMulIntegerToFloat with the int8 weight codes,
+        which applies activation scale x per-channel weight scale and the bias in the same kernel."""
         scale = self.const(np.float32(lw.act_scale), f"{hint}.a_scale")
-        zero = self.const(np.uint8(128), f"{hint}.a_zero")
+        zero = self.const(np.uint8(-lw.act_low), f"{hint}.a_zero")
         q = self.op("QuantizeLinear", [x, scale, zero], f"{hint}.q")
         w = self.const(lw.codes.T.astype(np.int8), f"{hint}.w8")
         w_scale = self.const(lw.weight_scale.astype(np.float32), f"{hint}.w_scale")

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fake_quant import INT8, fake_quant, signed_range
+from .fake_quant import fake_quant, signed_range
+from .input_window import SYMMETRIC_LOW, window_codes
 
 
 class QuantLinear(nn.Module):
@@ -28,9 +29,14 @@ class QuantLinear(nn.Module):
         self.register_buffer("weight_scale", torch.empty(0, device=device))
         self.register_buffer("float_channels", torch.empty(0, dtype=torch.long, device=device))
         self.register_buffer("quantized_columns", torch.empty(0, device=device))
+        self.act_low = SYMMETRIC_LOW  # the input's lowest code (input_window): the codes are [act_low, act_low + 255]
         self.float_weight: nn.Parameter | None = None
         self.quantize_input = True
         self.weight_bits = 4  # 7 where calibration measured that 4 bits cost this layer too much
+
+    @property
+    def act_codes(self) -> tuple[int, int]:
+        return window_codes(self.act_low)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -68,7 +74,7 @@ class QuantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raw = x
         if self.quantize_input:
-            x = fake_quant(x, self.act_scale.abs().clamp_min(1e-8), INT8, lsq=self.training)
+            x = fake_quant(x, self.act_scale.abs().clamp_min(1e-8), self.act_codes, lsq=self.training)
         w = self.quantized_weight()
         if isinstance(self.inner, nn.Conv2d):
             return F.conv2d(x, w, self.inner.bias, stride=self.inner.stride)

@@ -14,7 +14,7 @@ ROWS_PER_BATCH = 512  # whole input rows (tokens) per batch, for the per-layer s
 @dataclass
 class InputStats:
     channel_max: torch.Tensor | None = None  # per input channel max |x|
-    samples: list[torch.Tensor] = field(default_factory=list)  # random |x| values for percentiles
+    samples: list[torch.Tensor] = field(default_factory=list)  # signed values at random positions, for percentiles
     tensor_max: float = 0.0
     rows: list[torch.Tensor] = field(default_factory=list)  # random whole input rows of a Linear (tokens)
 
@@ -23,8 +23,8 @@ class InputStats:
         channels = x.transpose(0, 1).reshape(x.shape[1], -1) if x.ndim == 4 else x.reshape(-1, x.shape[-1]).T
         cmax = channels.abs().amax(dim=1)
         self.channel_max = cmax if self.channel_max is None else torch.maximum(self.channel_max, cmax)
-        flat = x.abs().reshape(-1)
-        self.tensor_max = max(self.tensor_max, float(flat.max()))
+        flat = x.reshape(-1)
+        self.tensor_max = max(self.tensor_max, float(flat.abs().max()))
         idx = torch.randint(0, flat.numel(), (min(SAMPLE_PER_BATCH, flat.numel()),), generator=generator,
                             device=generator.device)
         self.samples.append(flat[idx.to(flat.device)])
@@ -36,8 +36,8 @@ class InputStats:
     def row_sample(self) -> torch.Tensor:
         return torch.cat(self.rows)
 
-    def percentile(self, q: float) -> float:
-        return float(torch.quantile(torch.cat(self.samples), q / 100.0))
+    def values(self) -> torch.Tensor:
+        return torch.cat(self.samples)
 
     def massive_channels(self, top: float, factor: float, limit: int) -> torch.Tensor:
         """Input channels whose max |x| exceeds `factor` x the tensor's clipping level `top`, largest
