@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 
 from checkpoint_helpers import outlier_model
 
@@ -129,6 +130,13 @@ def test_artifact_onnx_matches_torch(frames, tmp_path, depth, tolerance):
     assert set(log.layer_choices) == {n for n in quant["act_scales"] if n != "patch_embed.proj"}
     for name in ONNX_FILES.values():  # loadable by ONNX Runtime releases older than the onnx package here
         assert onnx.load(str(tmp_path / name), load_external_data=False).ir_version == IR_VERSION
+    for name in ("model.onnx", "model_int4.onnx"):  # TensorRT's input: every activation zero point is 0
+        graph = onnx.load(str(tmp_path / name)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        zeros = [inits[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear"]
+        assert len(zeros) == 1 + 4 * depth and not any(zeros), name
+        assert sum(n.op_type == "Sub" and n.output[0].rsplit("_", 1)[0].endswith(".shifted")
+                   for n in graph.node) == sum(z != 128 for z in quant["act_zero_points"].values()), name
     assert json.loads((tmp_path / "quant.json").read_text())["fingerprint"] == quant["fingerprint"]
     x = images[20:21]
     with torch.no_grad():

@@ -100,8 +100,8 @@ def zoo_markdown(results: dict[str, dict], header: str) -> str:
     lines = ["# Zoo benchmark: W4A8 on stress models nobody tuned it for", "", header, "",
              "Targets: GPLQ patch cosine >= 0.98, ahead of ORT dynamic on patch cosine and ERQA, patch NN "
              "agreement >= 0.8. Held-out members were made apart from the zoo.",
-             "The ceiling rows round only the activations (8 or 10 bits, one scale per input channel from the "
-             "scored frames themselves, finer than any calibration deploys) and keep the weights float: a target "
+             "The ceiling rows round only the activations (8 or 10 bits, per input channel over that channel's own "
+             "range on the scored frames themselves, finer than any calibration deploys) and keep the weights float: a target "
              "the A8 ceiling misses is out of reach for every W4A8 calibration.", "",
              "| model | quantizer | patch cosine | CLS cosine | patch NN | ERQA | corners kept | targets |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
