@@ -4,8 +4,8 @@ Every quantized layer's input is rounded with one step per input channel, its 2^
 channel's own range (0 on the grid) on the very frames it runs on, and the weights stay float. That is finer than
 anything a calibration can deploy: per channel is what a perfect fold of the channel ranges into the weights
 gives, and a window from the frames themselves never clips or wastes a code (input_window places one per-tensor
-window; this places one per channel). So when a model's ceiling at 8 bits is below a target, no W4A8 calibration reaches that target
-on it; the bit-width at which the ceiling clears the target says what would.
+window; this places one per channel). So when a model's ceiling at 8 bits is below a target, no W4A8 calibration
+reaches that target on it; the bit-width at which the ceiling clears the target says what would.
 """
 
 from __future__ import annotations

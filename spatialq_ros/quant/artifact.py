@@ -91,7 +91,7 @@ def linear_weights(model: DinoVisionTransformer) -> dict[str, LinearWeights]:
             grid = signed_range(module.weight_bits)
             out[name] = LinearWeights(None, bias, codes(weight, scale[:, None], grid).numpy(),
                                       scale.numpy().astype(np.float32), float(module.act_scale.abs()),
-                                      weight_bits=module.weight_bits, act_low=module.act_low, **float_part)
+                                      weight_bits=module.weight_bits, act_zero_point=-module.act_low, **float_part)
         else:
             out[name] = LinearWeights(weight.numpy().astype(np.float32), bias)
     return out
@@ -141,7 +141,7 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
             packed[f"{name}.float_channels"] = lw.float_channels
             packed[f"{name}.float_weight"] = lw.float_weight
         act_scales[name] = lw.act_scale
-        act_zero_points[name] = -lw.act_low
+        act_zero_points[name] = lw.act_zero_point
     save_file(packed, str(folder / "weights.safetensors"))
     for kind, file in ONNX_FILES.items():
         onnx.save(export_onnx(fp32_model if kind == "fp32" else qmodel, size, facet_layer, kind), str(folder / file))

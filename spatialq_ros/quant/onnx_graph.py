@@ -21,7 +21,6 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .input_window import SYMMETRIC_LOW
 from .pack import pack_int4
 
 OPSET = 21
@@ -55,7 +54,7 @@ class LinearWeights:
     float_channels: np.ndarray | None = None  # int64 input channels that bypass the quantizers
     float_weight: np.ndarray | None = None  # (out, len(float_channels)) their float weight columns
     weight_bits: int = 4
-    act_low: int = SYMMETRIC_LOW  # the input's lowest code: its codes are [act_low, act_low + 255] (input_window)
+    act_zero_point: int = 128  # the uint8 code of 0.0: the input's codes are [-zero point, 255 - zero point]
 
     @property
     def in_features(self) -> int:
@@ -113,10 +112,10 @@ class _Builder:
             w = self.const(lw.weight.T.astype(np.float32), f"{hint}.w")
             bias = lw.bias
         else:
-            # A window that does not start at -128 is the symmetric one shifted by a whole number of steps: the
-            # input moves by that shift before QuantizeLinear (zero point 0, as TensorRT requires), and the bias
-            # takes back what the shift removed.
-            shift = (lw.act_low - SYMMETRIC_LOW) * np.float64(lw.act_scale)
+            # A window that does not start at -128 (zero point 128) is the symmetric one shifted by a whole number of
+            # steps: the input moves by that shift before QuantizeLinear (zero point 0, as TensorRT requires), and
+            # the bias takes back what the shift removed.
+            shift = (128 - lw.act_zero_point) * np.float64(lw.act_scale)
             scale = self.const(np.float32(lw.act_scale), f"{hint}.a_scale")
             zero = self.const(np.int8(0), f"{hint}.a_zero")
             if shift:
@@ -138,10 +137,10 @@ class _Builder:
 
     def integer_linear(self, x: str, lw: LinearWeights, hint: str) -> str:
         """Same numbers as the QDQ linear, spelled with ONNX Runtime's integer CPU kernels: x -> uint8 codes
-        (zero point -act_low: 128 for the symmetric window) -> MatMulIntegerToFloat with the int8 weight codes,
+        (the window's zero point: 128 for the symmetric one) -> MatMulIntegerToFloat with the int8 weight codes,
         which applies activation scale x per-channel weight scale and the bias in the same kernel."""
         scale = self.const(np.float32(lw.act_scale), f"{hint}.a_scale")
-        zero = self.const(np.uint8(-lw.act_low), f"{hint}.a_zero")
+        zero = self.const(np.uint8(lw.act_zero_point), f"{hint}.a_zero")
         q = self.op("QuantizeLinear", [x, scale, zero], f"{hint}.q")
         w = self.const(lw.codes.T.astype(np.int8), f"{hint}.w8")
         w_scale = self.const(lw.weight_scale.astype(np.float32), f"{hint}.w_scale")
