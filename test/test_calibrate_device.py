@@ -119,8 +119,9 @@ def test_cuda_without_cuda_is_one_line_before_any_work(tmp_path, capsys, monkeyp
 # values by up to 0.03, because float rounding flips INT8 codes.
 BEFORE = {  # input windows (quant/input_window.py) made each scale its window's step: fc2 reads GELU's output,
     # so its 256 codes now span [-0.17, top] instead of [-top, top] (0.02974 -> 0.01546); the others moved 1-15 % as
-    # their windows were cut to their own ranges on each side.
-    "act_scales": {"patch_embed.proj": 0.01864851824939251, "blocks.0.attn.qkv": 0.12849949300289154,
+    # their windows were cut to their own ranges on each side. The patch embedding reads the pixels since
+    # (quant/pixel_input.py): its step is 1/255 on p/255, no longer 0.01865 on the normalised frame.
+    "act_scales": {"patch_embed.proj": 1 / 255, "blocks.0.attn.qkv": 0.12849949300289154,
                    "blocks.0.attn.proj": 0.014749123714864254, "blocks.0.mlp.fc1": 0.09464544802904129,
                    "blocks.0.mlp.fc2": 0.015464152209460735},
     "float_channels": {"blocks.0.mlp.fc2": [0]},

@@ -127,6 +127,7 @@ def test_artifact_onnx_matches_torch(frames, tmp_path, depth, tolerance):
     assert quant["format"] == "spatialq-w4a8" and len(quant["act_scales"]) == 1 + 4 * depth and quant["qwt"]
     assert 0 in quant["float_channels"]["blocks.0.mlp.fc2"]  # the graphs carry the float side path
     assert quant["act_zero_points"]["blocks.0.mlp.fc2"] < 16  # and a window cut to GELU's output (input_window)
+    assert quant["pixel_input"] == ["patch_embed.proj"] and quant["act_zero_points"]["patch_embed.proj"] == 114  # ImageNet's mean, 0.449
     assert set(log.layer_choices) == {n for n in quant["act_scales"] if n != "patch_embed.proj"}
     for name in ONNX_FILES.values():  # loadable by ONNX Runtime releases older than the onnx package here
         assert onnx.load(str(tmp_path / name), load_external_data=False).ir_version == IR_VERSION

@@ -88,6 +88,10 @@ def linear_weights(model: DinoVisionTransformer) -> dict[str, LinearWeights]:
             if module.float_weight is not None:
                 float_part = {"float_channels": module.float_channels.numpy().astype(np.int64),
                               "float_weight": module.float_weight.detach().numpy().astype(np.float32)}
+            if module.input_scale.numel():  # per input channel -> per input feature (the conv's (c, ky, kx) order)
+                per = weight.shape[1] // module.input_scale.numel()
+                float_part["input_affine"] = tuple(np.repeat(t.numpy().astype(np.float32), per)
+                                                   for t in (module.input_scale, module.input_shift))
             grid = signed_range(module.weight_bits)
             out[name] = LinearWeights(None, bias, codes(weight, scale[:, None], grid).numpy(),
                                       scale.numpy().astype(np.float32), float(module.act_scale.abs()),
@@ -137,6 +141,8 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
             packed[f"{name}.qweight8"] = lw.codes  # (out, in) int8
         packed[f"{name}.wscale"] = lw.weight_scale
         packed[f"{name}.bias"] = lw.bias
+        if lw.input_affine is not None:
+            packed[f"{name}.input_scale"], packed[f"{name}.input_shift"] = lw.input_affine
         if lw.float_channels is not None:
             packed[f"{name}.float_channels"] = lw.float_channels
             packed[f"{name}.float_weight"] = lw.float_weight
@@ -161,6 +167,7 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
         "weight_scales": {n: lw.weight_scale.tolist() for n, lw in linears.items()},
         "layer_weight_bits": {n: lw.weight_bits for n, lw in linears.items()},
         "float_channels": {n: lw.float_channels.tolist() for n, lw in linears.items() if lw.float_channels is not None},
+        "pixel_input": [n for n, lw in linears.items() if lw.input_affine is not None],  # reads p/255 (pixel_input)
         "versions": {"spatialq_ros": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                      "python": platform.python_version()},
     }

@@ -26,7 +26,7 @@ class InputHessian:
         self._hook = layer.register_forward_pre_hook(self._collect)
 
     def _collect(self, module: QuantLinear, inputs) -> None:
-        x = inputs[0].detach()
+        x = module.affine_input(inputs[0].detach())
         if module.quantize_input:
             x = fake_quant(x, module.act_scale.abs().clamp_min(1e-8), module.act_codes)
         if module.float_channels.numel():  # their columns stay zero: no error may be pushed onto them

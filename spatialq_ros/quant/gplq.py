@@ -1,6 +1,6 @@
 """GPLQ calibration ("activations first, weights later") and the plain min-max baseline, one code path.
 
-gplq:   per block, a Hadamard rotation of the heads' outputs where it halves the projection's W4A8 output error
+gplq:   the patch embedding reads the frame's 8-bit pixels (pixel_input) -> per block, a Hadamard rotation of the heads' outputs where it halves the projection's W4A8 output error
         (head_rotation) -> per layer, the folding strength and the float input channels that minimise its W4A8
         output error (layer_search) -> fold post-LayerNorm ranges -> A8 windows from percentiles of the quantized
         channels (input_window: the 256 codes go where the values are), massive-activation input channels kept
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..backbone.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..backbone.vit import DinoVisionTransformer
 from .device import exact_float32
 from .fake_quant import INT8
@@ -30,6 +31,7 @@ from .head_rotation import choose_rotations, rotate_head_outputs
 from .input_window import clipping_level, input_window
 from .layer_search import ALPHAS, LayerChoice, choose, subsample
 from .mixed_precision import WIDE_BITS, widen_where_it_pays
+from .pixel_input import read_pixels
 from .placement import get_module, linear_names, post_layernorm_pairs, wrap
 from .qwt import CompensatedBlock, fit_compensation
 from .spatial_weights import corner_map, spatial_weights
@@ -139,7 +141,9 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
     layers = wrap(student)
     with torch.no_grad():
         for name, layer in layers.items():
-            if config.method == "gplq":
+            if config.method == "gplq" and name == "patch_embed.proj":
+                read_pixels(layer, IMAGENET_MEAN, IMAGENET_STD)
+            elif config.method == "gplq":
                 _place_input_quantizer(layer, stats[name], choices.get(name), config)
             else:
                 layer.act_scale.fill_(max(stats[name].tensor_max, 1e-6) / INT8[1])
@@ -266,7 +270,7 @@ def _activation_qat(student, teacher, batches, rgbs, config, progress, step) -> 
     corners = np.stack([corner_map(rgb, grid, teacher.patch_size) for rgb in rgbs])
     corners = torch.from_numpy(corners).float().to(finals.device)
 
-    scale_params = [p for n, p in student.named_parameters() if n.endswith("act_scale")]
+    scale_params = [p for n, p in student.named_parameters() if n.endswith("act_scale") and p.requires_grad]
     weight_params = [p for n, p in student.named_parameters() if not n.endswith("act_scale")]
     groups = [{"params": scale_params, "lr": config.lr_scales}]
     if config.lr_weights > 0:

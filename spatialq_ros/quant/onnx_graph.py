@@ -55,6 +55,7 @@ class LinearWeights:
     float_weight: np.ndarray | None = None  # (out, len(float_channels)) their float weight columns
     weight_bits: int = 4
     act_zero_point: int = 128  # the uint8 code of 0.0: the input's codes are [-zero point, 255 - zero point]
+    input_affine: tuple[np.ndarray, np.ndarray] | None = None  # (scale, shift) per input feature, applied first
 
     @property
     def in_features(self) -> int:
@@ -97,6 +98,10 @@ class _Builder:
         (massive activations) add a small float MatMul of their own."""
         out_dim = lw.bias.shape[0]
         x = self.op("Reshape", [x, self.ints([-1, lw.in_features])], f"{hint}.flat")
+        if lw.input_affine is not None:  # the patch embedding reads pixels (quant/pixel_input.py)
+            scale, shift = (self.const(t.astype(np.float32), f"{hint}.in_{n}") for t, n in zip(lw.input_affine,
+                                                                                               ("scale", "shift")))
+            x = self.op("Add", [self.op("Mul", [x, scale], f"{hint}.in_scaled"), shift], f"{hint}.in_pixels")
         y = self.integer_linear(x, lw, hint) if self.kind == "cpu" else self.qdq_linear(x, lw, hint)
         if lw.float_channels is not None:
             picked = self.op("Gather", [x, self.const(lw.float_channels, f"{hint}.float_idx")], f"{hint}.float_in",

@@ -29,6 +29,9 @@ class QuantLinear(nn.Module):
         self.register_buffer("weight_scale", torch.empty(0, device=device))
         self.register_buffer("float_channels", torch.empty(0, dtype=torch.long, device=device))
         self.register_buffer("quantized_columns", torch.empty(0, device=device))
+        # x * input_scale + input_shift per input channel before everything (pixel_input); empty: none
+        self.register_buffer("input_scale", torch.empty(0, device=device))
+        self.register_buffer("input_shift", torch.empty(0, device=device))
         self.act_low = SYMMETRIC_LOW  # the input's lowest code (input_window): the codes are [act_low, act_low + 255]
         self.float_weight: nn.Parameter | None = None
         self.quantize_input = True
@@ -55,6 +58,18 @@ class QuantLinear(nn.Module):
         with torch.no_grad():
             weight[:, self.float_channels] = 0.0
 
+    def set_input_affine(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        """Read x * scale + shift (per input channel) instead of x; the caller folds the inverse into the weights."""
+        self.input_scale = scale.detach().to(self.inner.weight.device).clone()
+        self.input_shift = shift.detach().to(self.inner.weight.device).clone()
+
+    def affine_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The input as the quantizer and the weights see it."""
+        if not self.input_scale.numel():
+            return x
+        shape = (1, -1, 1, 1) if isinstance(self.inner, nn.Conv2d) else (-1,)
+        return x * self.input_scale.reshape(shape) + self.input_shift.reshape(shape)
+
     def quantizable_weight(self) -> torch.Tensor:
         """The float weight the 4-bit grid applies to: float-channel columns held at zero."""
         w = self.inner.weight
@@ -72,7 +87,7 @@ class QuantLinear(nn.Module):
         return fake_quant(w, self.weight_scale.reshape(shape), signed_range(self.weight_bits))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raw = x
+        x = raw = self.affine_input(x)
         if self.quantize_input:
             x = fake_quant(x, self.act_scale.abs().clamp_min(1e-8), self.act_codes, lsq=self.training)
         w = self.quantized_weight()
