@@ -1,7 +1,7 @@
 """GPLQ calibration ("activations first, weights later") and the plain min-max baseline, one code path.
 
-gplq:   the patch embedding reads the frame's 8-bit pixels (pixel_input) -> per block, a Hadamard rotation of the heads' outputs where it halves the projection's W4A8 output error
-        (head_rotation) -> per layer, the folding strength and the float input channels that minimise its W4A8
+gplq:   the patch embedding reads the frame's 8-bit pixels (pixel_input) -> per block, a Hadamard rotation of the
+        heads' outputs where it halves the projection's W4A8 output error (head_rotation) -> per layer, the folding strength and the float input channels that minimise its W4A8
         output error (layer_search) -> fold post-LayerNorm ranges -> A8 windows from percentiles of the quantized
         channels (input_window: the 256 codes go where the values are), massive-activation input channels kept
         float too -> stage 1: one pass of LSQ activation QAT (weights FP32, optionally trained at a tiny LR) on a
