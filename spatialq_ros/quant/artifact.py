@@ -167,7 +167,7 @@ def write_artifact(folder: Path, qmodel: DinoVisionTransformer, fp32_model: Dino
         "weight_scales": {n: lw.weight_scale.tolist() for n, lw in linears.items()},
         "layer_weight_bits": {n: lw.weight_bits for n, lw in linears.items()},
         "float_channels": {n: lw.float_channels.tolist() for n, lw in linears.items() if lw.float_channels is not None},
-        "pixel_input": [n for n, lw in linears.items() if lw.input_affine is not None],  # reads (p - z)/255 (pixel_input)
+        "pixel_input": [n for n, lw in linears.items() if lw.input_affine is not None],  # read (p - z)/255
         "versions": {"spatialq_ros": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                      "python": platform.python_version()},
     }
