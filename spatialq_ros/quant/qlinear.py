@@ -29,7 +29,7 @@ class QuantLinear(nn.Module):
         self.register_buffer("weight_scale", torch.empty(0, device=device))
         self.register_buffer("float_channels", torch.empty(0, dtype=torch.long, device=device))
         self.register_buffer("quantized_columns", torch.empty(0, device=device))
-        # x * input_scale + input_shift per input channel before everything (pixel_input); empty: none
+        # the conv's x * input_scale + input_shift per input channel before everything (pixel_input); empty: none
         self.register_buffer("input_scale", torch.empty(0, device=device))
         self.register_buffer("input_shift", torch.empty(0, device=device))
         self.act_low = SYMMETRIC_LOW  # the input's lowest code (input_window): the codes are [act_low, act_low + 255]
@@ -59,7 +59,8 @@ class QuantLinear(nn.Module):
             weight[:, self.float_channels] = 0.0
 
     def set_input_affine(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
-        """Read x * scale + shift (per input channel) instead of x; the caller folds the inverse into the weights."""
+        """The conv reads x * scale + shift (per input channel) instead of x; the caller folds the inverse into the
+        weights (pixel_input, the patch embedding only)."""
         self.input_scale = scale.detach().to(self.inner.weight.device).clone()
         self.input_shift = shift.detach().to(self.inner.weight.device).clone()
 
@@ -67,8 +68,7 @@ class QuantLinear(nn.Module):
         """The input as the quantizer and the weights see it."""
         if not self.input_scale.numel():
             return x
-        shape = (1, -1, 1, 1) if isinstance(self.inner, nn.Conv2d) else (-1,)
-        return x * self.input_scale.reshape(shape) + self.input_shift.reshape(shape)
+        return x * self.input_scale[None, :, None, None] + self.input_shift[None, :, None, None]
 
     def quantizable_weight(self) -> torch.Tensor:
         """The float weight the 4-bit grid applies to: float-channel columns held at zero."""
