@@ -86,6 +86,7 @@ def test_calibrating_on_images_scores_the_heads_that_need_no_ground_truth(bag, t
     (["--topic", "/nope"], "not an image topic"),
     (["--massive-factor", "1"], "massive factor 1: use 0"),
     (["--wide-share", "1.5"], "wide share 1.5: use a share of the weights from 0"),
+    (["--value-alpha", "2"], "value alpha 2: use a folding strength from 0"),
 ])
 def test_bad_inputs(bag, tmp_path, capsys, args, message):
     out = tmp_path / "art"

@@ -27,6 +27,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=None,
                         help="post-LayerNorm folding strength for every layer, 0 to 1 (1 = RepQ); default: chosen "
                              "per layer from its W4A8 output error on the calibration frames")
+    parser.add_argument("--value-alpha", type=float, default=0.5,
+                        help="gplq: strength at which each attention projection's input ranges fold into the value "
+                             "rows of qkv, 0 to 1 (0: none; the facet block never; default 0.5)")
     parser.add_argument("--massive-factor", type=float, default=16.0,
                         help="gplq: input channels whose calibration max exceeds this x their layer's INT8 clipping "
                              "level (massive activations) bypass the quantizers in float; 0 quantizes every channel "
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise SpatialqError("--frames must be >= 1 and --holdout >= 0")
     job = CalibrationJob(model=args.model, size=args.size, frames=args.frames, holdout=args.holdout,
                          method=args.method, qwt=args.qwt, rounding=args.rounding, alpha=args.alpha,
+                         value_alpha=args.value_alpha,
                          massive_factor=args.massive_factor, wide_share=args.wide_share,
                          head_rotation=args.head_rotation == "search",
                          facet_layer=args.facet_layer, out=args.out,

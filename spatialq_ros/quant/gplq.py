@@ -3,7 +3,7 @@
 gplq:   the patch embedding reads the frame's 8-bit pixels (pixel_input) -> per block, a Hadamard rotation of the
         heads' outputs where it halves the projection's W4A8 output error (head_rotation) -> per layer, the folding
         strength and the float input channels that minimise its W4A8 output error (layer_search) -> fold
-        post-LayerNorm ranges -> A8 windows from percentiles of the quantized channels (input_window: the 256 codes
+        post-LayerNorm ranges, and the projections' input ranges into the value rows (fold) -> A8 windows from percentiles of the quantized channels (input_window: the 256 codes
         go where the values are), massive-activation input channels kept float too -> stage 1: one pass of LSQ
         activation QAT (weights FP32, optionally trained at a tiny LR) on a spatially weighted PCA
         feature-mimicking loss -> stage 2: per-channel W4 (MSE scales, error-feedback rounding), then 7-bit codes
@@ -27,13 +27,13 @@ from ..backbone.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from ..backbone.vit import DinoVisionTransformer
 from .device import exact_float32
 from .fake_quant import INT8
-from .fold import fold_post_layernorm
+from .fold import fold_post_layernorm, fold_value_ranges
 from .head_rotation import choose_rotations, rotate_head_outputs
 from .input_window import clipping_level, input_window
 from .layer_search import ALPHAS, LayerChoice, choose, subsample
 from .mixed_precision import WIDE_BITS, widen_where_it_pays
 from .pixel_input import read_pixels
-from .placement import get_module, linear_names, post_layernorm_pairs, wrap
+from .placement import get_module, linear_names, post_layernorm_pairs, value_projections, wrap
 from .qwt import CompensatedBlock, fit_compensation
 from .spatial_weights import corner_map, spatial_weights
 from .error_feedback import InputHessian, quantize_with_feedback
@@ -47,6 +47,7 @@ METHODS = ("gplq", "minmax")
 class CalibrationConfig:
     method: str = "gplq"
     alpha: float | None = None  # post-LayerNorm folding strength (1.0 = RepQ-ViT); None: chosen per layer
+    value_alpha: float = 0.5  # the projections' input ranges folded into the value rows at this strength (0: none)
     float_search: bool = True  # float input channels chosen per layer from its output error
     act_percentile: float = 99.99
     batch_size: int = 8
@@ -64,7 +65,7 @@ class CalibrationConfig:
     max_float_channels: int = 8  # per layer
     wide_share: float = 0.5  # at most this share of the quantized weights at 7 bits, where measured to pay (0: none)
     head_rotation: bool = True  # rotate the heads' outputs in the blocks where it halves the projection's error
-    facet_layer: int = -1  # the block whose value facet the artifact outputs: never rotated
+    facet_layer: int = -1  # the block whose value facet the artifact outputs: never rotated, nor value-folded
 
 
 @dataclass
@@ -137,6 +138,9 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
         alpha = config.alpha if config.alpha is not None else {n: c.alpha for n, c in choices.items()
                                                                if c.alpha is not None}
         fold_post_layernorm(student, stats, alpha)
+        if config.value_alpha > 0:
+            fold_value_ranges(student, stats, {n: config.value_alpha
+                                               for n in value_projections(student, config.facet_layer)})
         stats = collect_input_stats(student, names, batches)
     reference = copy.deepcopy(student).eval()  # folded FP32: same function as the teacher
     layers = wrap(student)
@@ -197,14 +201,17 @@ def _widen(layers: dict, floats: dict[str, torch.Tensor], hessians: dict) -> Non
 
 
 def _search_layers(student, stats, config, progress) -> dict[str, LayerChoice]:
-    """layer_search's choice for every Linear of the blocks, from rows of its calibration input."""
-    folded = {linear for _, linear in post_layernorm_pairs(student)}
-    alphas = ALPHAS if config.alpha is None else (config.alpha,)
+    """layer_search's choice for every Linear of the blocks, from rows of its calibration input. The projections
+    that fold into the value rows are scored at value_alpha, the strength they will get."""
+    alphas = {linear: ALPHAS if config.alpha is None else (config.alpha,)
+              for _, linear in post_layernorm_pairs(student)}
+    if config.value_alpha > 0:
+        alphas.update({name: (config.value_alpha,) for name in value_projections(student, config.facet_layer)})
     max_float = config.max_float_channels if config.float_search else 0
     names = [n for n in linear_names(student) if n != "patch_embed.proj"]
     return {name: choose(stats[name].row_sample(), get_module(student, name).weight.detach(),
-                         stats[name].channel_max if name in folded else None, config.act_percentile, max_float,
-                         alphas)
+                         stats[name].channel_max if name in alphas else None, config.act_percentile, max_float,
+                         alphas.get(name, ALPHAS))
             for name in tqdm(names, desc="layer search", unit="layer", disable=not progress)}
 
 

@@ -39,6 +39,7 @@ class CalibrationJob:
     qwt: bool = False
     rounding: str = "feedback"  # stage 2: "feedback" (GPTQ-style) or "nearest"
     alpha: float | None = None  # post-LayerNorm folding strength; None: chosen per layer from its output error
+    value_alpha: float = 0.5  # gplq: the projections' input ranges folded into the value rows at this strength
     massive_factor: float = 16.0  # input channels above this x their layer's clipping level stay float (0: none)
     wide_share: float = 0.5  # gplq: at most this share of the weights at 7 bits, where measured to pay (0: none)
     head_rotation: bool = True  # gplq: rotate the heads' outputs in the blocks where it halves the projection's error
@@ -60,6 +61,8 @@ class CalibrationJob:
         if self.alpha is not None and not 0 <= self.alpha <= 1:
             raise SpatialqError(f"alpha {self.alpha:g}: use a folding strength from 0 to 1, or leave it out "
                                 "(chosen per layer)")
+        if not 0 <= self.value_alpha <= 1:
+            raise SpatialqError(f"value alpha {self.value_alpha:g}: use a folding strength from 0 (none) to 1")
         if self.massive_factor != 0 and not 2 <= self.massive_factor < float("inf"):
             raise SpatialqError(f"massive factor {self.massive_factor:g}: use 0 (quantize every channel) or >= 2")
         if not 0 <= self.wide_share <= 1:
@@ -104,7 +107,7 @@ def run_calibration(job: CalibrationJob, frames: list[np.ndarray], progress: boo
     print(f"calibrating on {device.type} ({hardware})")
     model, images = model.to(device), images.to(device)  # the artifact is written from CPU copies
     cal, held = images[: job.frames], images[job.frames:]
-    config = CalibrationConfig(method=job.method, alpha=job.alpha, qwt=job.qwt,
+    config = CalibrationConfig(method=job.method, alpha=job.alpha, value_alpha=job.value_alpha, qwt=job.qwt,
                                error_feedback=job.rounding == "feedback", massive_factor=job.massive_factor,
                                wide_share=job.wide_share, head_rotation=job.head_rotation,
                                facet_layer=job.facet_layer)

@@ -29,6 +29,13 @@ def post_layernorm_pairs(model: DinoVisionTransformer) -> list[tuple[str, str]]:
     return pairs
 
 
+def value_projections(model: DinoVisionTransformer, facet_layer: int) -> list[str]:
+    """The attention projections whose input ranges may fold into the value rows (fold_value_ranges): every
+    block's but the one whose value facet the artifact outputs."""
+    facet = facet_layer % len(model.blocks)
+    return [f"blocks.{i}.attn.proj" for i in range(len(model.blocks)) if i != facet]
+
+
 def get_module(model: nn.Module, name: str) -> nn.Module:
     return model.get_submodule(name)
 

@@ -33,6 +33,8 @@ PARAMETERS = (
     Spec("qwt", False, "add QwT block compensation (stage 2)"),
     Spec("rounding", "feedback", "stage 2 rounding of the 4-bit weights: feedback (GPTQ-style) or nearest",
          choices=("feedback", "nearest")),
+    Spec("value_alpha", 0.5, "gplq: strength at which each attention projection's input ranges fold into the "
+         "value rows (0: none)", (0.0, 1.0)),
     Spec("massive_factor", 16.0, "gplq: input channels above this x their INT8 clipping level stay float (0: none)",
          (0.0, 1e6)),
     Spec("wide_share", 0.5, "gplq: at most this share of the weights gets 7-bit codes, where measured to pay "
@@ -71,7 +73,8 @@ class CalibrationNode(AutostartNode):
 
         self.job = CalibrationJob(model=p["model"] or None, size=p["size"], frames=p["frames"], holdout=p["holdout"],
                                   method=p["method"], qwt=p["qwt"], rounding=p["rounding"],
-                                  massive_factor=p["massive_factor"], wide_share=p["wide_share"],
+                                  value_alpha=p["value_alpha"], massive_factor=p["massive_factor"],
+                                  wide_share=p["wide_share"],
                                   head_rotation=p["head_rotation"], device=p["device"], out=p["out"],
                                   force=p["force"], source=p["bag"] or self.resolve_topic_name("image"),
                                   topic=p["bag_topic"] or None)
