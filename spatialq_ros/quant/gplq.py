@@ -3,12 +3,12 @@
 gplq:   the patch embedding reads the frame's 8-bit pixels (pixel_input) -> per block, a Hadamard rotation of the
         heads' outputs where it halves the projection's W4A8 output error (head_rotation) -> per layer, the folding
         strength and the float input channels that minimise its W4A8 output error (layer_search) -> fold
-        post-LayerNorm ranges, and the projections' input ranges into the value rows (fold) -> A8 windows from percentiles of the quantized channels (input_window: the 256 codes
-        go where the values are), massive-activation input channels kept float too -> stage 1: one pass of LSQ
-        activation QAT (weights FP32, optionally trained at a tiny LR) on a spatially weighted PCA
-        feature-mimicking loss -> stage 2: per-channel W4 (MSE scales, error-feedback rounding), then 7-bit codes
-        for the layers whose 4-bit weights cost the final tokens most per weight (mixed_precision) -> optional QwT
-        block compensation.
+        post-LayerNorm ranges into the norms, and the projections' input ranges into the value rows (fold) -> A8
+        windows from percentiles of the quantized channels (input_window: the 256 codes go where the values are),
+        massive-activation input channels kept float too -> stage 1: one pass of LSQ activation QAT (weights FP32,
+        optionally trained at a tiny LR) on a spatially weighted PCA feature-mimicking loss -> stage 2: per-channel
+        W4 (MSE scales, error-feedback rounding), then 7-bit codes for the layers whose 4-bit weights cost the final
+        tokens most per weight (mixed_precision) -> optional QwT block compensation.
 minmax: A8 scales from the absolute max, W4 from each row's max; no folding, no training.
 """
 

@@ -308,7 +308,8 @@ def _choices_markdown(choices: dict, zero_points: dict) -> list[str]:
         return []
     lines = ["", "## Per-layer choices (layer search on the calibration frames)", "",
              "Each Linear's W4A8 output error (relative, squared; weights rounded to nearest) with its chosen "
-             "folding strength and float input channels, and with the fixed alpha 0.5 and none. Input codes: the "
+             "folding strength and float input channels, and with the fixed alpha 0.5 and none (an attention "
+             "projection's strength is --value-alpha, folded into the value rows of qkv). Input codes: the "
              "layer's INT8 window, cut to where its inputs are ([-128, 127] for a symmetric input; a GELU output "
              "starts near 0).", "",
              "| layer | alpha | float channels | input codes | output error | fixed default |",
