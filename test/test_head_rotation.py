@@ -10,12 +10,11 @@ import torch
 
 from checkpoint_helpers import outlier_model
 from frame_helpers import simulated_frames
+from graph_helpers import assert_graphs_follow_the_fake_quant_model, relative
 
-from spatialq_ros.quant.artifact import write_artifact
 from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
 from spatialq_ros.quant.head_rotation import choose_rotations, hadamard, rotate_head_outputs
 from spatialq_ros.quant.stats import collect_input_stats
-from spatialq_ros.runtime.onnx_engine import OnnxEngine
 
 SIZE = (112, 112)
 
@@ -23,10 +22,6 @@ SIZE = (112, 112)
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
     return simulated_frames(tmp_path_factory.mktemp("rot"), 14, seed=2)
-
-
-def relative(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((ours - ref).norm() / ref.norm())
 
 
 def test_hadamard_is_orthonormal_and_needs_a_power_of_two():
@@ -76,14 +71,4 @@ def test_the_graphs_of_a_rotated_model_compute_what_its_fake_quant_model_does(fr
     model = with_heavy_tailed_projection(depth=2)
     q, log = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(wide_share=0), progress=False)
     assert log.rotated_heads == [0]  # block 1 holds the facet (-1)
-    write_artifact(tmp_path, q, model, {"method": "gplq", "arch": "vits14-d2", "trained": False}, SIZE, -1)
-    x = images[12:13]
-    with torch.no_grad():
-        ref = copy.deepcopy(q).double().extract(x.double(), facet_layer=-1, facet="value")
-        exact = model.extract(x, facet_layer=-1, facet="value")
-    for graph in ("qdq", "cpu"):
-        out = OnnxEngine(tmp_path, graph).infer_normalized(x.numpy())
-        assert relative(torch.from_numpy(out.patch_tokens), ref.patch_tokens[0].float()) <= 1e-2, graph
-        # the facet block is unrotated: its value facet is the float model's, up to quantization
-        facet = torch.from_numpy(out.value_facet).flatten()
-        assert torch.nn.functional.cosine_similarity(facet, exact.facet[0].flatten(), dim=0) > 0.99, graph
+    assert_graphs_follow_the_fake_quant_model(q, model, images[12:13], tmp_path, SIZE)

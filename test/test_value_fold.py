@@ -11,19 +11,14 @@ import torch
 
 from checkpoint_helpers import outlier_model
 from frame_helpers import simulated_frames
+from graph_helpers import assert_graphs_follow_the_fake_quant_model, relative
 
-from spatialq_ros.quant.artifact import write_artifact
 from spatialq_ros.quant.fold import fold_value_ranges
 from spatialq_ros.quant.gplq import CalibrationConfig, calibrate
 from spatialq_ros.quant.placement import value_projections
 from spatialq_ros.quant.stats import collect_input_stats
-from spatialq_ros.runtime.onnx_engine import OnnxEngine
 
 SIZE = (112, 112)
-
-
-def relative(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((ours - ref).norm() / ref.norm())
 
 
 def spread(channel_max: torch.Tensor) -> float:
@@ -71,14 +66,4 @@ def test_the_graphs_of_a_folded_model_compute_what_its_fake_quant_model_does(fra
     _, unfolded = calibrate(model, images[:8], rgbs[:8], CalibrationConfig(wide_share=0, head_rotation=False,
                                                                          value_alpha=0), progress=False)
     assert unfolded.layer_choices["blocks.0.attn.proj"]["alpha"] is None
-    write_artifact(tmp_path, q, model, {"method": "gplq", "arch": "vits14-d2", "trained": False}, SIZE, -1)
-    x = images[9:10]
-    with torch.no_grad():
-        ref = copy.deepcopy(q).double().extract(x.double(), facet_layer=-1, facet="value")
-        exact = model.extract(x, facet_layer=-1, facet="value")
-    for graph in ("qdq", "cpu"):
-        out = OnnxEngine(tmp_path, graph).infer_normalized(x.numpy())
-        assert relative(torch.from_numpy(out.patch_tokens), ref.patch_tokens[0].float()) <= 1e-2, graph
-        # the facet block is unfolded: its value facet is the float model's, up to quantization
-        facet = torch.from_numpy(out.value_facet).flatten()
-        assert torch.nn.functional.cosine_similarity(facet, exact.facet[0].flatten(), dim=0) > 0.99, graph
+    assert_graphs_follow_the_fake_quant_model(q, model, images[9:10], tmp_path, SIZE)
