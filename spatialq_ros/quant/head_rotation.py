@@ -1,10 +1,11 @@
 """A Hadamard rotation of each attention head's output, folded into the value rows and the projection's columns.
 
-The attention projection reads the heads' outputs with no LayerNorm before it, so there is no norm to fold its
-channel ranges into, and a few large channels set its per-tensor INT8 step for all the others. An orthogonal R per
-head, applied to the head's values (W_v <- R^T W_v, b_v <- b_v R) and undone in the projection (W_o <- W_o R),
-leaves the float model as it was (softmax(qk^T) v R R^T = softmax(qk^T) v) and spreads a large channel over the
-head's dimensions before the quantizer. It spreads the projection's large weights over a head's columns too, so a
+The attention projection reads the heads' outputs with no LayerNorm before it. Its channel ranges fold into the
+value rows instead (fold.fold_value_ranges), but only in part (alpha 0.5 leaves the square root of their spread), so
+a few large channels still set its per-tensor INT8 step for all the others. An orthogonal R per head, applied to the
+head's values (W_v <- R^T W_v, b_v <- b_v R) and undone in the projection (W_o <- W_o R), leaves the float model as
+it was (softmax(qk^T) v R R^T = softmax(qk^T) v) and spreads a large channel over the head's dimensions before the
+quantizer. It spreads the projection's large weights over a head's columns too, so a
 heavy-tailed row's 4-bit step is no longer set by a few of them. Nothing is added to the deployed graphs: only the
 weights change.
 
