@@ -133,14 +133,14 @@ def _calibrate(model, images, rgbs, config, progress, on_step, device):
         rotate_head_outputs(student, rotated)
         stats = collect_input_stats(student, names, batches)
     if config.method == "gplq":
+        value_alpha = ({n: config.value_alpha for n in value_projections(student, config.facet_layer)}
+                       if config.value_alpha > 0 else {})
         if config.alpha is None or config.float_search:
-            choices = _search_layers(student, stats, config, progress)
+            choices = _search_layers(student, stats, config, value_alpha, progress)
         alpha = config.alpha if config.alpha is not None else {n: c.alpha for n, c in choices.items()
                                                                if c.alpha is not None}
         fold_post_layernorm(student, stats, alpha)
-        if config.value_alpha > 0:
-            fold_value_ranges(student, stats, {n: config.value_alpha
-                                               for n in value_projections(student, config.facet_layer)})
+        fold_value_ranges(student, stats, value_alpha)
         stats = collect_input_stats(student, names, batches)
     reference = copy.deepcopy(student).eval()  # folded FP32: same function as the teacher
     layers = wrap(student)
@@ -200,13 +200,12 @@ def _widen(layers: dict, floats: dict[str, torch.Tensor], hessians: dict) -> Non
         quantize_with_feedback(layers, {n: hessians[n] for n in layers})
 
 
-def _search_layers(student, stats, config, progress) -> dict[str, LayerChoice]:
+def _search_layers(student, stats, config, value_alpha: dict[str, float], progress) -> dict[str, LayerChoice]:
     """layer_search's choice for every Linear of the blocks, from rows of its calibration input. The projections
-    that fold into the value rows are scored at value_alpha, the strength they will get."""
+    that fold into the value rows (value_alpha: name -> strength) are scored at the strength they will get."""
     alphas = {linear: ALPHAS if config.alpha is None else (config.alpha,)
               for _, linear in post_layernorm_pairs(student)}
-    if config.value_alpha > 0:
-        alphas.update({name: (config.value_alpha,) for name in value_projections(student, config.facet_layer)})
+    alphas.update({name: (strength,) for name, strength in value_alpha.items()})
     max_float = config.max_float_channels if config.float_search else 0
     names = [n for n in linear_names(student) if n != "patch_embed.proj"]
     return {name: choose(stats[name].row_sample(), get_module(student, name).weight.detach(),
